@@ -1,0 +1,436 @@
+"""Configuration: one TOML file plus environment overrides, as frozen dataclasses.
+
+Each section of the file is one dataclass, grouped by concern. Any key can be overridden
+from the environment as ``CXONE_CONNECTOR__<SECTION>__<KEY>`` (upper case, double
+underscores), for example ``CXONE_CONNECTOR__KAFKA__BOOTSTRAP_SERVERS``. Pass-through
+librdkafka tables take their keys with dots as underscores:
+``CXONE_CONNECTOR__KAFKA_COMMON__SECURITY_PROTOCOL=SASL_SSL``.
+
+Secrets never sit in the file. A secret key holds a reference, ``env:NAME`` or
+``file:PATH``, resolved at load time into a :class:`Secret` whose ``repr`` and ``str``
+never show the value.
+
+Loading collects every problem before failing, so ``check-config`` can report them all at
+once with the key and the reason (:class:`connector.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from connector.errors import ConfigError
+
+ENV_PREFIX = "CXONE_CONNECTOR__"
+
+
+class Secret:
+    """A secret value that never shows itself in logs, reprs or tracebacks."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str = "literal") -> None:
+        self._value = value
+        self.source = source
+
+    def get(self) -> str:
+        """Return the secret itself, for the one place that sends it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(<hidden>, source={self.source!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def resolve_secret(ref: str, env: Mapping[str, str]) -> Secret:
+    """Resolve an ``env:NAME`` or ``file:PATH`` reference.
+
+    Raises:
+        ValueError: the reference has another form, or names a missing variable or file.
+    """
+    if ref.startswith("env:"):
+        name = ref[4:]
+        if name not in env:
+            raise ValueError(f"environment variable {name} is not set")
+        return Secret(env[name], source=ref)
+    if ref.startswith("file:"):
+        path = Path(ref[5:])
+        try:
+            return Secret(path.read_text(encoding="utf-8").strip(), source=ref)
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    raise ValueError("secrets must be given as 'env:NAME' or 'file:PATH', never inline")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Broker connection and consumer behaviour."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "cxone-connector"
+    client_id: str = "cxone-connector"
+    #: How many records one ``consume()`` call returns at most.
+    consume_batch_size: int = 1000
+    poll_timeout_s: float = 0.2
+    #: Upper bound on consumed but unsettled records; the consumer pauses above it.
+    max_unsettled: int = 200_000
+    #: librdkafka statistics interval feeding the lag metrics (0 disables).
+    statistics_interval_ms: int = 5000
+    #: ``avro`` (schemaless), ``confluent`` (magic byte + schema id) or ``auto``.
+    value_format: Literal["avro", "confluent", "auto"] = "auto"
+    schema_registry_url: str = ""
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """Topic names (design.md, "Topics")."""
+
+    contacts: str = "crm.contacts.optin"
+    dnc: str = "dnc.numbers"
+    job_events: str = "cxone.job-events"
+    callback_results: str = "cxone.callback-results"
+    suppressed: str = "crm.contacts.suppressed"
+    dlq: str = "crm.contacts.dlq"
+
+
+@dataclass(frozen=True)
+class PhoneSettings:
+    """Normalisation to E.164."""
+
+    default_region: str = "US"
+    cache_size: int = 200_000
+
+
+@dataclass(frozen=True)
+class DncSettings:
+    """The DNC table materialised from the compacted topic."""
+
+    publish_opt_outs: bool = False
+    opt_out_list: str = "crm-opt-out"
+    bootstrap_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """When a batch is flushed. ``max_items`` is capped by the profile's limit."""
+
+    max_items: int = 10_000
+    max_bytes: int = 8_000_000
+    max_age_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class CXoneSettings:
+    """Which API profile, where it lives, and how to authenticate.
+
+    ``v2`` uses ``base_url``, ``client_id``/``client_secret`` and ``scopes``. ``call-lists``
+    uses ``auth_base_url`` for OpenID and API discovery, ``access_key_id``/
+    ``access_key_secret`` for the password grant, and ``api_base_url`` only when discovery
+    must be bypassed.
+    """
+
+    profile: Literal["v2", "call-lists"] = "v2"
+    base_url: str = "http://127.0.0.1:8700"
+    ws_url: str = ""
+    client_id: str = "connector"
+    client_secret: Secret | None = None
+    scopes: str = "outbound:contactlistitem:write outbound:job:read events:subscribe"
+    contact_list_id: str = "12345678-1234-1234-1234-123456789012"
+    auth_base_url: str = ""
+    api_base_url: str = ""
+    api_version: str = "v33.0"
+    access_key_id: str = ""
+    access_key_secret: Secret | None = None
+    call_list_id: str = ""
+    skill_id: int = 0
+    request_timeout_s: float = 30.0
+    connect_timeout_s: float = 5.0
+    max_in_flight: int = 4
+    max_request_attempts: int = 8
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """Following jobs to a terminal state."""
+
+    use_websocket: bool = True
+    ping_interval_s: float = 10.0
+    ping_timeout_s: float = 10.0
+    poll_interval_s: float = 1.0
+    poll_interval_max_s: float = 15.0
+    job_deadline_s: float = 300.0
+    max_job_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    """Webhook called when a batch settles."""
+
+    urls: tuple[str, ...] = ()
+    secret: Secret | None = None
+    max_attempts: int = 5
+    timeout_s: float = 10.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Metrics and health HTTP endpoints."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - the metrics port must be reachable in a pod
+    port: int = 9400
+    #: /healthz fails when the consumer thread has not polled for this long.
+    consumer_stall_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration. ``kafka_common``/``_consumer``/``_producer`` pass straight
+    through to librdkafka (TLS, SASL, ...)."""
+
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    kafka_common: Mapping[str, str] = field(default_factory=dict)
+    kafka_consumer: Mapping[str, str] = field(default_factory=dict)
+    kafka_producer: Mapping[str, str] = field(default_factory=dict)
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    phones: PhoneSettings = field(default_factory=PhoneSettings)
+    dnc: DncSettings = field(default_factory=DncSettings)
+    window: WindowSettings = field(default_factory=WindowSettings)
+    cxone: CXoneSettings = field(default_factory=CXoneSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    shutdown_deadline_s: float = 30.0
+
+
+PASSTHROUGH_SECTIONS = ("kafka_common", "kafka_consumer", "kafka_producer")
+
+
+def _section_classes() -> dict[str, type[Any]]:
+    hints = typing.get_type_hints(Settings)
+    return {
+        name: hints[name]
+        for name in hints
+        if dataclasses.is_dataclass(hints[name])
+    }
+
+
+def env_var_name(section: str, key: str) -> str:
+    """The environment variable that overrides ``section.key``."""
+    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+
+
+def all_keys() -> list[tuple[str, str, Any]]:
+    """Every ``(section, key, default)`` the file may hold; used by docs and tests."""
+    out: list[tuple[str, str, Any]] = []
+    for section, cls in _section_classes().items():
+        for f in dataclasses.fields(cls):
+            out.append((section, f.name, f.default))
+    out.append(("", "shutdown_deadline_s", Settings.shutdown_deadline_s))
+    return out
+
+
+def _coerce(key: str, tp: Any, raw: Any, env: Mapping[str, str], from_env: bool) -> Any:
+    """Turn a TOML or environment value into ``tp``. Raises ValueError with the reason."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (types.UnionType, typing.Union):
+        non_none = [a for a in args if a is not type(None)]
+        if raw is None or raw == "":
+            return None
+        return _coerce(key, non_none[0], raw, env, from_env)
+    if tp is Secret:
+        if not isinstance(raw, str):
+            raise ValueError("expected a secret reference 'env:NAME' or 'file:PATH'")
+        if from_env and not raw.startswith(("env:", "file:")):
+            return Secret(raw, source="env")  # the override itself lives in the environment
+        return resolve_secret(raw, env)
+    if origin is Literal:
+        if raw not in args:
+            raise ValueError(f"must be one of {', '.join(map(repr, args))}, not {raw!r}")
+        return raw
+    if tp is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return raw.lower() in ("1", "true", "yes", "on")
+        raise ValueError(f"expected true or false, not {raw!r}")
+    if tp is int:
+        if isinstance(raw, bool):
+            raise ValueError("expected an integer, not a boolean")
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected an integer, not {raw!r}") from None
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    if tp is float:
+        if isinstance(raw, bool):
+            raise ValueError("expected a number, not a boolean")
+        try:
+            fvalue = float(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, not {raw!r}") from None
+        if fvalue < 0:
+            raise ValueError("must not be negative")
+        return fvalue
+    if tp is str:
+        if not isinstance(raw, str):
+            raise ValueError(f"expected a string, not {type(raw).__name__}")
+        return raw
+    if origin is tuple:
+        if isinstance(raw, str):
+            raw = [part.strip() for part in raw.split(",") if part.strip()]
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            raise ValueError("expected a list of strings")
+        return tuple(raw)
+    raise ValueError(f"unsupported type {tp!r}")  # a bug in this module, not in the file
+
+
+def _build_section(
+    name: str, cls: type[Any], data: Any, env: Mapping[str, str], problems: list[tuple[str, str]]
+) -> Any:
+    if not isinstance(data, dict):
+        problems.append((name, "expected a table"))
+        data = {}
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in sorted(set(data) - known):
+        problems.append((f"{name}.{key}", "unknown key"))
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        var = env_var_name(name, f.name)
+        from_env = var in env
+        if not from_env and f.name not in data:
+            continue
+        raw = env[var] if from_env else data[f.name]
+        where = var if from_env else f"{name}.{f.name}"
+        try:
+            values[f.name] = _coerce(where, hints[f.name], raw, env, from_env)
+        except ValueError as exc:
+            problems.append((where, str(exc)))
+    return cls(**values)
+
+
+def _passthrough(
+    name: str, data: Any, env: Mapping[str, str], problems: list[tuple[str, str]]
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if not isinstance(data, dict):
+        problems.append((name, "expected a table of librdkafka settings"))
+        data = {}
+    for key, value in data.items():
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            out[key] = str(value)
+        else:
+            problems.append((f"{name}.{key}", "librdkafka settings must be strings or numbers"))
+    prefix = f"{ENV_PREFIX}{name.upper()}__"
+    for var, value in env.items():
+        if var.startswith(prefix):
+            out[var[len(prefix):].lower().replace("_", ".")] = value
+    return out
+
+
+def _validate(settings: Settings, problems: list[tuple[str, str]]) -> None:
+    """Cross-field checks that no single type can express."""
+    if settings.window.max_items < 1:
+        problems.append(("window.max_items", "must be at least 1"))
+    if settings.cxone.profile == "v2" and settings.window.max_items > 10_000:
+        problems.append(("window.max_items", "the v2 profile accepts at most 10,000 items per bulk insert"))
+    if settings.cxone.profile == "call-lists" and settings.window.max_items > 500_000:
+        problems.append(
+            ("window.max_items", "the call-lists profile accepts at most 500,000 records per file")
+        )
+    if settings.cxone.max_in_flight < 1:
+        problems.append(("cxone.max_in_flight", "must be at least 1"))
+    if settings.kafka.max_unsettled < settings.kafka.consume_batch_size:
+        problems.append(("kafka.max_unsettled", "must be at least kafka.consume_batch_size"))
+    if settings.kafka.value_format == "confluent" and not settings.kafka.schema_registry_url:
+        problems.append(("kafka.schema_registry_url", "required when kafka.value_format is 'confluent'"))
+    if settings.callbacks.urls and settings.callbacks.secret is None:
+        problems.append(("callbacks.secret", "required when callbacks.urls is set (HMAC signature)"))
+    for url_key in ("base_url", "auth_base_url", "api_base_url", "ws_url"):
+        url = getattr(settings.cxone, url_key)
+        if url and not url.startswith(("http://", "https://", "ws://", "wss://")):
+            problems.append((f"cxone.{url_key}", "must be an http(s):// or ws(s):// URL"))
+    if settings.cxone.profile == "call-lists" and not settings.cxone.auth_base_url:
+        problems.append(("cxone.auth_base_url", "required for the call-lists profile (OpenID discovery)"))
+
+
+def load_settings(
+    data: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Build :class:`Settings` from a parsed TOML mapping and the environment.
+
+    Raises:
+        ConfigError: listing every problem found, each with its key and reason.
+    """
+    data = dict(data or {})
+    env = os.environ if env is None else env
+    problems: list[tuple[str, str]] = []
+    sections = _section_classes()
+    kwargs: dict[str, Any] = {}
+    for key in sorted(set(data) - set(sections) - set(PASSTHROUGH_SECTIONS) - {"shutdown_deadline_s"}):
+        problems.append((key, "unknown section"))
+    for name, cls in sections.items():
+        kwargs[name] = _build_section(name, cls, data.get(name, {}), env, problems)
+    for name in PASSTHROUGH_SECTIONS:
+        kwargs[name] = _passthrough(name, data.get(name, {}), env, problems)
+    var = f"{ENV_PREFIX}SHUTDOWN_DEADLINE_S"
+    raw = env.get(var, data.get("shutdown_deadline_s"))
+    if raw is not None:
+        try:
+            kwargs["shutdown_deadline_s"] = _coerce(var, float, raw, env, var in env)
+        except ValueError as exc:
+            problems.append(("shutdown_deadline_s", str(exc)))
+    settings = Settings(**kwargs)
+    _validate(settings, problems)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def load_file(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Read a TOML file and build :class:`Settings`.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or has problems (all listed).
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError([(str(path), f"cannot read: {exc.strerror}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([(str(path), f"not valid TOML: {exc}")]) from None
+    return load_settings(data, env)
