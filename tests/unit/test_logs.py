@@ -1,0 +1,41 @@
+"""Phone numbers never reach a log line unmasked."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.logs import JsonFormatter, MaskingFilter, mask_phone
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["+14155550123", "(415) 555-0123", "415.555.0123", "+44 20 7946 0958", "0049 30 1234567"],
+)
+def test_mask_phone_keeps_only_last_two_digits(raw: str) -> None:
+    masked = mask_phone(f"number {raw} rejected")
+    digits = "".join(c for c in raw if c.isdigit())
+    assert digits not in masked.replace("*", "")
+    assert masked.endswith(f"{digits[-2:]} rejected")
+
+
+def test_short_numbers_stay_readable() -> None:
+    assert mask_phone("partition 3 offset 12345 batch 42") == "partition 3 offset 12345 batch 42"
+
+
+@given(st.from_regex(r"\+[1-9][0-9]{7,14}", fullmatch=True))
+def test_any_e164_number_is_masked(number: str) -> None:
+    assert number[1:-2] not in mask_phone(f"x {number} y")
+
+
+def test_filter_masks_arguments_and_json_output() -> None:
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "sent %s to %s", ("+14155550123", "list"), None)
+    assert MaskingFilter().filter(record)
+    line = JsonFormatter().format(record)
+    data = json.loads(line)
+    assert data["message"] == "sent *********23 to list"
+    assert data["level"] == "INFO"
