@@ -1,0 +1,117 @@
+"""What delivery needs from a CXone profile, and the factory that builds the right one.
+
+Both profiles share one aiohttp session (explicit timeouts), one token cache and the same
+retry policy (``cxone.max_request_attempts``, backoff from ``cxone.backoff_*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+
+from connector.config import CXoneSettings
+from connector.cxone.backoff import Jitter, backoff, full_jitter
+from connector.cxone.protocol import JobUpdate
+from connector.models import Batch
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedJob:
+    """One job created for (part of) a batch."""
+
+    job_id: str
+    item_count: int
+
+
+class ProfileClient(Protocol):
+    """A CXone API profile as delivery and the monitor see it."""
+
+    profile: str
+    list_id: str
+
+    async def submit(self, batch: Batch) -> list[SubmittedJob]:
+        """Create the job(s) for ``batch`` under its idempotency key.
+
+        Raises:
+            HTTPStatusError: a fatal answer (4xx other than 401/429), with status and body.
+            RetriesExhaustedError: retriable failures for every allowed attempt.
+            CXoneError: any other failure.
+        """
+        ...
+
+    async def job_status(self, job_id: str) -> JobUpdate:
+        """Poll one job.
+
+        Raises:
+            CXoneError: the poll failed.
+        """
+        ...
+
+    def push_url(self) -> str | None:
+        """The WebSocket URL for job events, or None when the profile has no push channel."""
+        ...
+
+    async def push_headers(self) -> Mapping[str, str]:
+        """Headers for the WebSocket handshake (a fresh bearer token)."""
+        ...
+
+    def invalidate_token(self, header_value: str) -> None:
+        """Drop the token in ``header_value`` (``Bearer ...``) after a 401 on the push channel."""
+        ...
+
+    async def close(self) -> None:
+        """Close the session when this client created it."""
+        ...
+
+
+class Retrying:
+    """Retry settings shared by a profile's calls."""
+
+    def __init__(
+        self, settings: CXoneSettings, *, jitter: Jitter = full_jitter, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        self.max_attempts = max(1, settings.max_request_attempts)
+        self.initial = settings.backoff_initial_s
+        self.maximum = settings.backoff_max_s
+        self.jitter = jitter
+        self.sleep = sleep
+
+    def delays(self) -> Iterator[float]:
+        """A fresh backoff sequence for one call."""
+        return backoff(self.initial, self.maximum, jitter=self.jitter)
+
+
+def make_client(
+    settings: CXoneSettings,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    jitter: Jitter = full_jitter,
+    sleep: Sleep = asyncio.sleep,
+) -> ProfileClient:
+    """The client for ``settings.profile``.
+
+    Args:
+        session: a session to share; when None the client makes one (explicit timeouts) and
+            closes it in ``close()``.
+        jitter: backoff jitter (inject :func:`~connector.cxone.backoff.no_jitter` in tests).
+        sleep: the sleep used between retries.
+
+    Raises:
+        ValueError: an unknown profile.
+    """
+    retrying = Retrying(settings, jitter=jitter, sleep=sleep)
+    if settings.profile == "v2":
+        from connector.cxone.v2 import V2Client
+
+        return V2Client(settings, retrying, session=session)
+    if settings.profile == "call-lists":
+        from connector.cxone.calllists import CallListsClient
+
+        return CallListsClient(settings, retrying, session=session)
+    raise ValueError(f"unknown CXone profile {settings.profile!r}")

@@ -1,0 +1,174 @@
+"""The HTTP edge: one aiohttp session, error mapping, and the retry loop.
+
+``Http.send`` performs one request and maps every aiohttp/OS error or timeout to a
+:class:`~connector.cxone.exceptions.TransportError`. ``request_with_retries`` adds the
+bearer token, refreshes it once on a 401, and retries retriable failures with backoff
+(``Retry-After`` honoured) up to ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from connector.cxone.backoff import error_for_exception, error_for_status, retry_delay
+from connector.cxone.exceptions import AuthError, CXoneError, ProtocolError, RetriesExhaustedError
+
+if TYPE_CHECKING:
+    from connector.config import CXoneSettings
+    from connector.cxone.auth import TokenCache
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A fully read response."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def text(self) -> str:
+        """The body as text (invalid UTF-8 replaced)."""
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON.
+
+        Raises:
+            ProtocolError: the body is not JSON.
+        """
+        try:
+            return jsonlib.loads(self.body)
+        except ValueError:
+            raise ProtocolError(f"expected JSON, got {self.text()[:200]!r}") from None
+
+
+def make_session(settings: CXoneSettings) -> aiohttp.ClientSession:
+    """The one session for CXone traffic, with explicit timeouts from the settings."""
+    timeout = aiohttp.ClientTimeout(
+        total=settings.request_timeout_s,
+        connect=settings.connect_timeout_s,
+        sock_connect=settings.connect_timeout_s,
+    )
+    return aiohttp.ClientSession(timeout=timeout, raise_for_status=False)
+
+
+class Http:
+    """Sends single requests on a shared session.
+
+    Args:
+        session: the aiohttp session (owned by the caller).
+        clock: epoch seconds, for ``Retry-After`` dates.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, *, clock: Callable[[], float] = time.time) -> None:
+        self.session = session
+        self.clock = clock
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        data: bytes | str | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Response:
+        """One request, fully read.
+
+        Raises:
+            TransportError: connection error, disconnect or timeout.
+        """
+        try:
+            async with self.session.request(
+                method, url, headers=dict(headers or {}), json=json, data=data, params=params
+            ) as resp:
+                body = await resp.read()
+                return Response(resp.status, dict(resp.headers), body)
+        except aiohttp.ClientError as exc:
+            raise error_for_exception(OSError(f"{type(exc).__name__}: {exc}")) from None
+        except (TimeoutError, OSError) as exc:
+            raise error_for_exception(exc) from None
+
+    def check(self, resp: Response) -> Response:
+        """``resp`` when it is a success.
+
+        Raises:
+            HTTPStatusError: the matching subclass for an error status.
+        """
+        err = error_for_status(resp.status, resp.text(), retry_after=resp.headers.get("Retry-After"),
+                               now=self.clock())
+        if err is not None:
+            raise err
+        return resp
+
+
+async def request_with_retries(
+    http: Http,
+    method: str,
+    url: str | Callable[[], Awaitable[str]],
+    *,
+    tokens: TokenCache | None,
+    max_attempts: int,
+    delays: Iterator[float],
+    headers: Mapping[str, str] | None = None,
+    json: Any = None,
+    params: Mapping[str, str] | None = None,
+    sleep: Sleep = asyncio.sleep,
+    what: str = "request",
+) -> Response:
+    """Send a request until it succeeds, fails fatally, or ``max_attempts`` are used.
+
+    A 401 invalidates the token and retries once at once; a second 401 is fatal.
+
+    Args:
+        url: the URL, or an async callable giving it (discovered endpoints).
+        tokens: the profile's token cache; None for unauthenticated calls.
+        delays: backoff delays for retriable failures without ``Retry-After``.
+
+    Raises:
+        AuthError: credentials refused after one refresh.
+        HTTPStatusError: a fatal status (other 4xx), with status and truncated body.
+        ProtocolError: a fatal answer from the token or discovery endpoints.
+        RetriesExhaustedError: retriable failures for every attempt.
+    """
+    refreshed = False
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            full_headers = dict(headers or {})
+            token = None
+            if tokens is not None:
+                token = await tokens.get()
+                full_headers["Authorization"] = f"Bearer {token}"
+            target = url if isinstance(url, str) else await url()
+            return http.check(await http.send(method, target, headers=full_headers, json=json, params=params))
+        except CXoneError as err:
+            if isinstance(err, AuthError) and err.status == 401 and tokens is not None and not refreshed:
+                refreshed = True
+                if token is not None:
+                    tokens.invalidate(token)
+                log.info("%s: 401, refreshing the token once", what)
+                attempt -= 1  # the refresh is not a failed attempt
+                continue
+            if not err.retriable:
+                raise
+            if attempt >= max_attempts:
+                raise RetriesExhaustedError(attempt, err) from err
+            delay = retry_delay(err, delays)
+            log.info("%s failed (attempt %d/%d, %s); retrying in %.2fs",
+                     what, attempt, max_attempts, type(err).__name__, delay)
+            await sleep(delay)

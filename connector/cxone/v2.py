@@ -1,0 +1,99 @@
+"""The v2 (tutorial) profile: client-credentials token, JSON bulk insert, job status, WebSocket URL."""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections.abc import Mapping
+
+import aiohttp
+
+from connector.config import CXoneSettings
+from connector.cxone.auth import TokenCache, v2_token_fetcher
+from connector.cxone.client import Retrying, SubmittedJob
+from connector.cxone.http import Http, make_session, request_with_retries
+from connector.cxone.protocol import JobUpdate, v2_bulk_body, v2_job_id, v2_job_update
+from connector.models import Batch
+
+log = logging.getLogger(__name__)
+
+
+class V2Client:
+    """Bulk inserts and job status on the v2 API.
+
+    Args:
+        settings: ``base_url``, ``ws_url`` (derived from ``base_url`` when empty),
+            ``client_id``/``client_secret``/``scopes``, ``contact_list_id``.
+        retrying: the retry policy.
+        session: a shared session, or None to own one.
+    """
+
+    profile = "v2"
+
+    def __init__(self, settings: CXoneSettings, retrying: Retrying, *,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        self._settings = settings
+        self._retrying = retrying
+        self._own_session = session is None
+        self._session = session if session is not None else make_session(settings)
+        self._http = Http(self._session)
+        self._base = settings.base_url.rstrip("/")
+        self.list_id = settings.contact_list_id
+        self.tokens = TokenCache(v2_token_fetcher(self._http, settings, delays=retrying.delays,
+                                                  sleep=retrying.sleep))
+
+    async def _call(self, method: str, path: str, *, what: str, headers: Mapping[str, str] | None = None,
+                    json: object = None) -> object:
+        resp = await request_with_retries(
+            self._http, method, self._base + path, tokens=self.tokens, headers=headers, json=json,
+            max_attempts=self._retrying.max_attempts, delays=self._retrying.delays(),
+            sleep=self._retrying.sleep, what=what,
+        )
+        return resp.json()
+
+    async def submit(self, batch: Batch) -> list[SubmittedJob]:
+        """POST one bulk insert with ``Idempotency-Key: batch.idempotency_key()``.
+
+        Raises:
+            HTTPStatusError: a fatal answer (e.g. 400 for a bad item), with status and body.
+            RetriesExhaustedError: 429/5xx/I-O failures for every allowed attempt.
+            ProtocolError: the 202 answer has no job id.
+        """
+        body = v2_bulk_body(self.list_id, batch.contacts)
+        answer = await self._call("POST", "/api/v2/outbound/contactlistitems/bulkinsert", what="bulk insert",
+                                  headers={"Idempotency-Key": batch.idempotency_key()}, json=body)
+        return [SubmittedJob(v2_job_id(answer), len(batch.contacts))]
+
+    async def job_status(self, job_id: str) -> JobUpdate:
+        """GET the job's status.
+
+        Raises:
+            CXoneError: the request failed or the answer is malformed.
+        """
+        path = "/api/v2/outbound/jobs/" + urllib.parse.quote(job_id, safe="")
+        return v2_job_update(await self._call("GET", path, what="job status"))
+
+    def push_url(self) -> str | None:
+        """``ws_url`` or ``base_url`` with a ws scheme and ``/api/v2/events``."""
+        if self._settings.ws_url:
+            return self._settings.ws_url
+        parts = urllib.parse.urlsplit(self._base)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path + "/api/v2/events", "", ""))
+
+    async def push_headers(self) -> Mapping[str, str]:
+        """A bearer token for the WebSocket handshake.
+
+        Raises:
+            CXoneError: the token could not be fetched.
+        """
+        return {"Authorization": f"Bearer {await self.tokens.get()}"}
+
+    def invalidate_token(self, header_value: str) -> None:
+        """Forget the token carried in ``header_value`` (a 401 on the handshake)."""
+        self.tokens.invalidate(header_value.removeprefix("Bearer "))
+
+    async def close(self) -> None:
+        """Close the session if this client created it."""
+        if self._own_session:
+            await self._session.close()
