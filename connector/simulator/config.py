@@ -1,0 +1,358 @@
+"""Simulator configuration: nested frozen dataclasses, loadable from TOML.
+
+Every fault is off by default, and the defaults match the connector's own defaults
+(client id ``connector``, secret ``connector-secret``, ...), so ``Simulator()`` and
+``cxone-connector run`` work together out of the box.
+
+The credentials here are the *simulator's* fake credentials. In a file they may be written
+literally, or as ``env:NAME`` / ``file:PATH`` references like the connector's own secrets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from connector.config import Secret, resolve_secret
+from connector.errors import ConfigError
+
+V2_SCOPES = "outbound:contactlistitem:write outbound:job:read events:subscribe"
+
+
+@dataclass(frozen=True)
+class V2Settings:
+    """Profile ``v2`` (the tutorial's API)."""
+
+    client_id: str = "connector"
+    client_secret: Secret = field(default_factory=lambda: Secret("connector-secret"))
+    #: Space-separated scopes a client may ask for; omitted ``scope`` grants all of them.
+    scopes: str = V2_SCOPES
+    token_lifetime_s: float = 3600.0
+    #: Most items one bulk insert may carry.
+    max_items: int = 10_000
+    #: ``required``: the event socket needs a bearer token (header or ``access_token``
+    #: query parameter). ``optional``: a token is checked when given; the tutorial's
+    #: script sends none, so its test runs with ``optional``.
+    websocket_auth: Literal["required", "optional"] = "required"
+
+
+@dataclass(frozen=True)
+class CallListsSettings:
+    """Profile ``call-lists`` (the published Personal Connection API)."""
+
+    client_id: str = "connector"
+    client_secret: Secret = field(default_factory=lambda: Secret("connector-secret"))
+    access_key_id: str = "ak-id"
+    access_key_secret: Secret = field(default_factory=lambda: Secret("ak-secret"))
+    tenant_id: str = "tenant-1"
+    area: str = "sim"
+    token_lifetime_s: float = 3600.0
+    #: Key signing the HS256 access tokens (JWTs carrying ``tenantId``).
+    jwt_secret: Secret = field(default_factory=lambda: Secret("simulator-jwt-key"))
+    #: Version the connector is expected to use; any ``vNN.0`` path is accepted.
+    api_version: str = "v33.0"
+    max_records: int = 500_000
+    max_file_bytes: int = 256 * 1024 * 1024
+    max_record_chars: int = 512
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How fast jobs run."""
+
+    #: Total items (records) processed per second, shared by the running jobs.
+    items_per_second: float = 50_000.0
+    #: How many jobs run at once; later ones wait QUEUED.
+    concurrency: int = 4
+    #: Period of the job clock, in seconds.
+    tick_s: float = 0.02
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Tenant-wide limits."""
+
+    #: Active records (all lists plus DNC groups, both profiles); a submission that would
+    #: pass it is refused with 400 ``tenant_record_limit``.
+    tenant_active_records: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class RateLimitFaults:
+    """A token bucket in front of the API; an empty bucket answers 429."""
+
+    enabled: bool = False
+    requests_per_second: float = 10.0
+    burst: int = 10
+    #: Send ``Retry-After`` (whole seconds) with the 429; CXone is reported not to.
+    retry_after: bool = True
+
+
+@dataclass(frozen=True)
+class LatencyFaults:
+    """Delay before each answer."""
+
+    distribution: Literal["none", "fixed", "uniform", "exponential"] = "none"
+    #: ``fixed`` waits ``min_ms``; ``uniform`` draws in [min_ms, max_ms];
+    #: ``exponential`` waits ``min_ms`` plus an exponential draw of mean ``mean_ms``,
+    #: capped at ``max_ms``.
+    min_ms: float = 0.0
+    max_ms: float = 0.0
+    mean_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ErrorFaults:
+    """Server errors answered instead of the real response."""
+
+    rate: float = 0.0
+    statuses: tuple[int, ...] = (500, 502, 503)
+
+
+@dataclass(frozen=True)
+class ConnectionFaults:
+    """Connections that end without an answer."""
+
+    #: Fraction of requests whose connection is closed without any answer.
+    drop_rate: float = 0.0
+    #: Fraction of requests never answered (until the client gives up).
+    hang_rate: float = 0.0
+    #: A hung request is closed after this long at most, so nothing leaks.
+    hang_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class WebSocketFaults:
+    """Event-stream faults (profile ``v2``)."""
+
+    #: Close every event socket this many seconds after it opened (0: never).
+    drop_every_s: float = 0.0
+    #: ``close``: a clean close frame (code 1012); ``abort``: the TCP connection just ends.
+    drop_mode: Literal["close", "abort"] = "close"
+    #: After this many seconds a socket goes silent: no events, no pongs (0: never).
+    silent_after_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class JobFaults:
+    """Jobs that end badly. FAILED and ABORTED jobs stop halfway and land no contacts."""
+
+    failed_fraction: float = 0.0
+    aborted_fraction: float = 0.0
+    #: The first N jobs (since start or reset) end FAILED, whatever the fractions say.
+    fail_first: int = 0
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """Every fault, all off by default. Changeable at runtime (``POST /_sim/faults``)."""
+
+    #: Seed of the random draws (faults and job outcomes), for repeatable runs.
+    seed: int = 0
+    #: Path prefixes the HTTP faults apply to; empty means every API path. ``/_sim/``
+    #: is never faulted.
+    paths: tuple[str, ...] = ()
+    #: When > 0, tokens of both profiles live this many seconds instead.
+    token_lifetime_s: float = 0.0
+    rate_limit: RateLimitFaults = field(default_factory=RateLimitFaults)
+    latency: LatencyFaults = field(default_factory=LatencyFaults)
+    errors: ErrorFaults = field(default_factory=ErrorFaults)
+    connections: ConnectionFaults = field(default_factory=ConnectionFaults)
+    websocket: WebSocketFaults = field(default_factory=WebSocketFaults)
+    jobs: JobFaults = field(default_factory=JobFaults)
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """The whole simulator configuration."""
+
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (in-process use). ``cxone-connector simulate`` listens on 8700
+    #: unless the file or ``--port`` says otherwise (``--port 0`` picks a free one).
+    port: int = 0
+    v2: V2Settings = field(default_factory=V2Settings)
+    call_lists: CallListsSettings = field(default_factory=CallListsSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    faults: FaultSettings = field(default_factory=FaultSettings)
+    #: Deliveries kept per webhook name (oldest dropped first).
+    webhook_history: int = 10_000
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> SimulatorConfig:
+        """Build a config from a parsed TOML mapping (missing keys keep their defaults).
+
+        Raises:
+            ConfigError: listing every unknown key and every badly typed or invalid value.
+        """
+        problems: list[tuple[str, str]] = []
+        config = build_dataclass(cls, data, "", os.environ if env is None else env, problems)
+        problems.extend(validate(config))
+        if problems:
+            raise ConfigError(problems)
+        return typing.cast(SimulatorConfig, config)
+
+    @classmethod
+    def from_file(cls, path: str | Path, env: Mapping[str, str] | None = None) -> SimulatorConfig:
+        """Read a TOML file.
+
+        Raises:
+            ConfigError: the file cannot be read or parsed, or holds invalid settings.
+        """
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError([(str(path), f"cannot read: {exc.strerror}")]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([(str(path), f"not valid TOML: {exc}")]) from None
+        return cls.from_mapping(data, env)
+
+
+def validate(config: SimulatorConfig) -> list[tuple[str, str]]:
+    """Cross-field checks; returns ``(key, reason)`` pairs (empty when valid)."""
+    problems: list[tuple[str, str]] = []
+    f = config.faults
+    for key, value in (
+        ("faults.errors.rate", f.errors.rate),
+        ("faults.connections.drop_rate", f.connections.drop_rate),
+        ("faults.connections.hang_rate", f.connections.hang_rate),
+        ("faults.jobs.failed_fraction", f.jobs.failed_fraction),
+        ("faults.jobs.aborted_fraction", f.jobs.aborted_fraction),
+    ):
+        if not 0.0 <= value <= 1.0:
+            problems.append((key, "must be between 0 and 1"))
+    if f.jobs.failed_fraction + f.jobs.aborted_fraction > 1.0:
+        problems.append(("faults.jobs", "failed_fraction + aborted_fraction must not exceed 1"))
+    if f.errors.rate > 0 and not f.errors.statuses:
+        problems.append(("faults.errors.statuses", "must list at least one status"))
+    if any(not 500 <= s <= 599 for s in f.errors.statuses):
+        problems.append(("faults.errors.statuses", "must be 5xx statuses"))
+    if f.rate_limit.enabled and (f.rate_limit.requests_per_second <= 0 or f.rate_limit.burst < 1):
+        problems.append(("faults.rate_limit", "requests_per_second must be > 0 and burst >= 1"))
+    if f.latency.max_ms < f.latency.min_ms and f.latency.distribution in ("uniform", "exponential"):
+        problems.append(("faults.latency.max_ms", "must be at least min_ms"))
+    if config.jobs.items_per_second <= 0:
+        problems.append(("jobs.items_per_second", "must be > 0"))
+    if config.jobs.concurrency < 1:
+        problems.append(("jobs.concurrency", "must be at least 1"))
+    if config.jobs.tick_s <= 0:
+        problems.append(("jobs.tick_s", "must be > 0"))
+    if config.v2.max_items < 1 or config.call_lists.max_records < 1:
+        problems.append(("v2.max_items / call_lists.max_records", "must be at least 1"))
+    if config.v2.token_lifetime_s <= 0 or config.call_lists.token_lifetime_s <= 0:
+        problems.append(("token_lifetime_s", "must be > 0"))
+    return problems
+
+
+def build_dataclass(
+    cls: type[Any], data: Any, prefix: str, env: Mapping[str, str], problems: list[tuple[str, str]]
+) -> Any:
+    """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses.
+
+    Problems are appended to ``problems`` as ``(dotted.key, reason)``; the defaults stand in
+    for bad values so that every problem is found in one pass.
+    """
+    if not isinstance(data, Mapping):
+        problems.append((prefix.rstrip(".") or "<root>", "expected a table"))
+        data = {}
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in sorted(set(data) - known):
+        problems.append((f"{prefix}{key}", "unknown key"))
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        where = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            values[f.name] = build_dataclass(typing.cast(type[Any], tp), data[f.name], f"{where}.", env,
+                                             problems)
+            continue
+        try:
+            values[f.name] = _coerce(tp, data[f.name], env)
+        except ValueError as exc:
+            problems.append((where, str(exc)))
+    return cls(**values)
+
+
+def _coerce(tp: Any, raw: Any, env: Mapping[str, str]) -> Any:
+    """Check and convert one value. Raises ValueError saying what was expected."""
+    origin = typing.get_origin(tp)
+    if tp is Secret:
+        if isinstance(raw, Secret):
+            return raw
+        if not isinstance(raw, str):
+            raise ValueError("expected a string (literal, 'env:NAME' or 'file:PATH')")
+        if raw.startswith(("env:", "file:")):
+            return resolve_secret(raw, env)
+        return Secret(raw, source="config")
+    if origin is Literal:
+        args = typing.get_args(tp)
+        if raw not in args:
+            raise ValueError(f"must be one of {', '.join(map(repr, args))}, not {raw!r}")
+        return raw
+    if tp is bool:
+        if not isinstance(raw, bool):
+            raise ValueError(f"expected true or false, not {raw!r}")
+        return raw
+    if tp is int or tp is float:
+        wrong = isinstance(raw, bool) or not isinstance(raw, int | float)
+        if wrong or (tp is int and isinstance(raw, float)):
+            raise ValueError(f"expected {'an integer' if tp is int else 'a number'}, not {raw!r}")
+        if raw < 0:
+            raise ValueError("must not be negative")
+        return tp(raw)
+    if tp is str:
+        if not isinstance(raw, str):
+            raise ValueError(f"expected a string, not {type(raw).__name__}")
+        return raw
+    if origin is tuple:
+        item_tp = typing.get_args(tp)[0]
+        if not isinstance(raw, list | tuple):
+            raise ValueError("expected a list")
+        return tuple(_coerce(item_tp, item, env) for item in raw)
+    raise ValueError(f"unsupported type {tp!r}")  # a bug in this module, not in the file
+
+
+def to_mapping(obj: Any) -> Any:
+    """A JSON-ready view of a config dataclass; secrets are shown as ``<hidden>``."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Secret):
+        return "<hidden>"
+    if isinstance(obj, tuple):
+        return [to_mapping(x) for x in obj]
+    return obj
+
+
+def merge_faults(current: FaultSettings, changes: Mapping[str, Any]) -> FaultSettings:
+    """Apply a partial update (nested mappings) to ``current``.
+
+    Raises:
+        ConfigError: unknown keys or bad values, each named.
+    """
+    merged = _deep_merge(typing.cast(dict[str, Any], to_mapping(current)), changes)
+    problems: list[tuple[str, str]] = []
+    faults = build_dataclass(FaultSettings, merged, "faults.", {}, problems)
+    problems.extend(validate(SimulatorConfig(faults=faults)))
+    if problems:
+        raise ConfigError(problems)
+    return typing.cast(FaultSettings, faults)
+
+
+def _deep_merge(base: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
