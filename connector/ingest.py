@@ -1,0 +1,649 @@
+"""The ingest pipeline: CRM change events to compliant, windowed batches (design stages 1-4, 8).
+
+Everything here runs on the asyncio loop except the two Kafka threads it drives (the
+consumer thread and the DNC materialiser). Per consumed record, synchronously:
+
+1. **decode** (Avro via :mod:`connector.serde`); undecodable → DLQ stage ``decode``;
+2. **validate**: an empty key, a null value or a field beyond :data:`LIMITS` → DLQ stage
+   ``validate`` (the message names the field and the bound, never the value);
+3. **normalise** the phone to E.164 (:class:`connector.phones.PhoneNormalizer`, the event's
+   region hint first); invalid → DLQ stage ``normalise`` with the reason code;
+4. **window** (:class:`connector.windowing.Window`): DNC check on arrival, last write per
+   contact, opt-outs, flush on size / bytes / age, DNC check again at flush.
+
+What the window hands back is acted on at once: batches are queued for the injected
+``submit``; audit outcomes are written to the audit topic (``SuppressedContact``; with
+``dnc.publish_opt_outs`` an opt-out also writes a ``DncEntry`` to the DNC topic); rejects
+are dead-lettered. A record is settled in the :class:`connector.offsets.OffsetTracker` only
+in the producer's delivery callback of the record that settles it; a batch's records are
+settled by the delivery side (:meth:`IngestPipeline.settle_batch` /
+:meth:`IngestPipeline.dead_letter_batch`).
+
+Audit reasons: the window's ``CANCELLED_BY_OPT_OUT`` (an opt-in cancelled by a later
+opt-out) is written as ``OPTED_OUT``; ``SUPERSEDED`` (an opt-in replaced by a later,
+DNC-blocked write of the same contact) takes the reason and list of that later write.
+
+A ticker polls the window for its age, commits ``tracker.committable()`` through the consumer
+thread every ``commit_interval_s``, and applies backpressure: every assigned partition is
+paused while the tracker is over its limit or ``max_queued_batches`` batches wait for
+``submit`` (a blocking submit), and resumed once under the tracker's resume mark and the
+queue has room. While paused, records already handed over by the consumer thread wait
+too, so the unsettled count overshoots the limit by at most one consumed batch.
+
+Nothing is consumed, so nothing submitted, before the DNC bootstrap completed; the submit
+task checks readiness again before each batch.
+
+Rebalances: on revoke, the revoked partitions' buffered records leave the window, their
+batches not yet handed to ``submit`` lose those records, and their tracker state is
+forgotten after what is committable for them was returned to the consumer thread (which
+commits it before the revoke completes).
+
+Failures: a delivery failure of an audit, DLQ or DNC record, or an exception from
+``submit``, stops the pipeline (:attr:`IngestPipeline.failure`, :meth:`IngestPipeline.wait`):
+the records stay unsettled and uncommitted, so a restart reads them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Message
+
+from connector.config import Settings
+from connector.errors import ConnectorError, PhoneError, SerdeError
+from connector.kafka.client_config import consumer_config
+from connector.kafka.consumer import ConsumerThread
+from connector.kafka.dead_letters import DeadLetterWriter
+from connector.kafka.dlq import error_class_name, plain_headers
+from connector.kafka.dnc_source import DncSource
+from connector.kafka.exceptions import KafkaError
+from connector.kafka.producer import AsyncProducer
+from connector.models import TP, Batch, ContactEvent, SourceRef, batch_id_for
+from connector.offsets import OffsetTracker
+from connector.phones import PhoneNormalizer
+from connector.serde import AvroCodec
+from connector.windowing import (
+    REASON_CANCELLED,
+    REASON_DNC,
+    REASON_OPTED_OUT,
+    REASON_SUPERSEDED,
+    AuditOutcome,
+    Rejected,
+    Window,
+    WindowLimits,
+    WindowOutput,
+)
+
+log = logging.getLogger(__name__)
+
+Submit = Callable[[Batch], Awaitable[None]]
+
+STAGE_DECODE = "decode"
+STAGE_VALIDATE = "validate"
+STAGE_NORMALISE = "normalise"
+STAGE_WINDOW = "window"
+
+#: Upper bounds on decoded fields, in characters (the CXone item fields are far shorter;
+#: anything beyond these is a CRM bug or hostile input, not a contact). Keys are the
+#: ContactOptInChanged field names; ``custom_fields`` bounds its entry count, and
+#: ``custom_field_key`` / ``custom_field_value`` each entry.
+LIMITS: Mapping[str, int] = {
+    "event_id": 128,
+    "contact_id": 128,
+    "first_name": 256,
+    "last_name": 256,
+    "email": 320,  # RFC 5321: 64 local + @ + 255 domain
+    "region_hint": 8,
+    "source": 64,
+    "custom_fields": 50,
+    "custom_field_key": 64,
+    "custom_field_value": 1024,
+}
+#: Bytes of a record key (a contact id) before it is rejected.
+MAX_KEY_BYTES = 256
+
+
+class ValidationError(ConnectorError):
+    """A decoded record that breaks a bound in :data:`LIMITS` (fatal for the record)."""
+
+
+def validate_record(key: bytes | None, record: Mapping[str, Any]) -> str | None:
+    """Check a decoded ContactOptInChanged against :data:`LIMITS`.
+
+    Returns:
+        None when acceptable, else the reason (names the field and the bound, never the value).
+    """
+    if not key:
+        return "empty key"
+    if len(key) > MAX_KEY_BYTES:
+        return f"key longer than {MAX_KEY_BYTES} bytes"
+    if not record.get("contact_id"):
+        return "empty contact_id"
+    if not record.get("event_id"):
+        return "empty event_id"
+    for name in ("event_id", "contact_id", "first_name", "last_name", "email", "region_hint", "source"):
+        value = record.get(name)
+        if value is not None and len(value) > LIMITS[name]:
+            return f"{name} longer than {LIMITS[name]} characters ({len(value)})"
+    fields = record.get("custom_fields") or {}
+    if len(fields) > LIMITS["custom_fields"]:
+        return f"more than {LIMITS['custom_fields']} custom_fields ({len(fields)})"
+    for name, value in fields.items():
+        if len(name) > LIMITS["custom_field_key"]:
+            return f"a custom_fields key longer than {LIMITS['custom_field_key']} characters"
+        if len(value) > LIMITS["custom_field_value"]:
+            return f"custom_fields value longer than {LIMITS['custom_field_value']} characters"
+    return None
+
+
+@dataclass
+class IngestStats:
+    """Counters since start (the metrics module reads what it needs from here)."""
+
+    consumed: int = 0
+    decoded: int = 0
+    dead_lettered: int = 0
+    audited: int = 0
+    opt_outs_published: int = 0
+    batches: int = 0
+    dropped_on_revoke: int = 0
+    commits: int = 0
+
+
+class IngestPipeline:
+    """Consumes CRM events and hands compliant batches to ``submit``.
+
+    Args:
+        settings: the configuration (topics, window, kafka, phones, dnc).
+        submit: awaited for every flushed batch, one at a time, in flush order; a submit that
+            blocks is backpressure. It must eventually lead to :meth:`settle_batch` or
+            :meth:`dead_letter_batch`. An exception from it stops the pipeline.
+        producer: a started producer for audit, DLQ and DNC records (not closed here).
+        dnc: the DNC materialiser (started here if needed, not closed here).
+        consumer_overrides: librdkafka settings laid over :func:`consumer_config`.
+        clock: monotonic seconds for the window (tests inject their own).
+        commit_interval_s: how often committable offsets are committed.
+        tick_s: how often the window's age and the backpressure are checked.
+        max_queued_batches: flushed batches waiting for ``submit`` before the consumer pauses.
+        codec: decoder of the contacts topic (built from settings by default).
+        normalizer: phone normaliser (built from settings by default).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        submit: Submit,
+        producer: AsyncProducer,
+        dnc: DncSource,
+        consumer_overrides: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        commit_interval_s: float = 1.0,
+        tick_s: float = 0.05,
+        max_queued_batches: int = 2,
+        codec: AvroCodec | None = None,
+        normalizer: PhoneNormalizer | None = None,
+    ) -> None:
+        self.settings = settings
+        self._submit_fn = submit
+        self.producer = producer
+        self.dnc = dnc
+        self._dead_letters = DeadLetterWriter(producer, settings.topics.dlq)
+        self._codec = codec or _contacts_codec(settings)
+        self._audit_codec = AvroCodec("SuppressedContact")
+        self._dnc_codec = AvroCodec("DncEntry")
+        self._normalizer = normalizer or PhoneNormalizer(settings.phones.default_region,
+                                                         settings.phones.cache_size)
+        self.window = Window(
+            WindowLimits(settings.window.max_items, settings.window.max_bytes, settings.window.max_age_s),
+            clock=clock, lookup=dnc.lookup,
+        )
+        self.tracker = OffsetTracker(settings.kafka.max_unsettled)
+        config = consumer_config(settings)
+        config.update(consumer_overrides or {})
+        self.consumer = ConsumerThread(
+            config, [settings.topics.contacts], self,
+            batch_size=settings.kafka.consume_batch_size, poll_timeout_s=settings.kafka.poll_timeout_s,
+        )
+        self._commit_interval_s = commit_interval_s
+        self._tick_s = tick_s
+        self._max_queued = max(1, max_queued_batches)
+        self.stats = IngestStats()
+
+        self._assigned: set[TP] = set()
+        self._queue: list[Batch] = []
+        self._queue_changed = asyncio.Event()
+        self._submitting: Batch | None = None
+        self._paused = False
+        self._flowing = asyncio.Event()  # clear while paused: queued records wait too
+        self._flowing.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._consume_task: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._failed = asyncio.Event()
+        self._stopping = False
+        self._last_commit = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What stopped the pipeline, if it failed."""
+        return self._failure
+
+    @property
+    def assigned(self) -> frozenset[TP]:
+        """Partitions this instance currently owns (as the loop knows them)."""
+        return frozenset(self._assigned)
+
+    @property
+    def paused(self) -> bool:
+        """True while the pipeline holds the consumer paused for backpressure."""
+        return self._paused
+
+    async def start(self) -> None:
+        """Start the DNC source and the background tasks; returns at once.
+
+        Consumption begins only once the DNC bootstrap completed (within
+        ``dnc.bootstrap_timeout_s``; otherwise the pipeline fails with
+        :class:`connector.kafka.exceptions.DncBootstrapError`).
+        """
+        await self.dnc.start()
+        self._tasks = [
+            asyncio.create_task(self._guard(self._begin()), name="ingest-begin"),
+            asyncio.create_task(self._guard(self._submit_loop()), name="ingest-submit"),
+        ]
+
+    async def wait(self) -> None:
+        """Return when the pipeline failed (raising its error) or was stopped.
+
+        Raises:
+            BaseException: whatever stopped the pipeline.
+        """
+        await self._failed.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    async def stop(self, deadline_s: float | None = None) -> None:
+        """Stop gracefully: stop consuming, flush the window, wait for settlement, commit, close.
+
+        Args:
+            deadline_s: how long to wait for the flushed records to settle (defaults to
+                ``shutdown_deadline_s``). Unsettled records stay uncommitted.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
+        deadline = deadline_s if deadline_s is not None else self.settings.shutdown_deadline_s
+        if self._consume_task is not None:
+            _detach(self.consumer.pause())  # what still arrives is neither processed nor committed
+            self._consume_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._consume_task
+        if self._failure is None:
+            self._handle(self.window.flush_all("shutdown"))
+            try:
+                async with asyncio.timeout(deadline):
+                    while self._failure is None and (
+                        self.tracker.unsettled or self._queue or self._submitting
+                    ):
+                        await asyncio.sleep(0.02)
+            except TimeoutError:
+                log.warning("shutdown: %d record(s) still unsettled after %.1fs; they will be read again",
+                            self.tracker.unsettled, deadline)
+            await self._commit()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        try:
+            await self.consumer.close()
+        except KafkaError as exc:
+            log.error("closing the consumer failed: %s", exc)
+        self._failed.set()
+
+    async def _guard(self, coro: Awaitable[None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+            log.error("ingest pipeline failed: %r", exc)
+        self._failed.set()
+
+    async def _begin(self) -> None:
+        await self.dnc.wait_ready(self.settings.dnc.bootstrap_timeout_s)
+        if self._stopping:
+            return
+        await self.consumer.start()
+        self._consume_task = asyncio.create_task(self._guard(self._consume_loop()), name="ingest-consume")
+        self._tasks.append(asyncio.create_task(self._guard(self._tick_loop()), name="ingest-tick"))
+
+    # ------------------------------------------------------------- rebalance hooks
+
+    def on_assigned(self, tps: list[TP]) -> None:
+        """Consumer-thread hook (on the loop): partitions added."""
+        self._assigned.update(tps)
+
+    async def on_revoked(self, tps: list[TP]) -> Mapping[TP, int]:
+        """Consumer-thread hook (on the loop): drop the partitions' state.
+
+        Returns:
+            The committable offsets of ``tps``, for the consumer thread to commit before the
+            revoke completes.
+        """
+        self._drop(tps)
+        revoked = set(tps)
+        committable = {tp: off for tp, off in self.tracker.committable().items() if tp in revoked}
+        self.tracker.revoke(tps)
+        return committable
+
+    def on_lost(self, tps: list[TP]) -> None:
+        """Consumer-thread hook (on the loop): partitions lost; drop, commit nothing."""
+        self._drop(tps)
+        self.tracker.revoke(tps)
+
+    def _drop(self, tps: Iterable[TP]) -> None:
+        revoked = set(tps)
+        self._assigned -= revoked
+        self.window.revoke(revoked)
+        kept: list[Batch] = []
+        for batch in self._queue:
+            contacts = [c for c in batch.contacts if c.source.tp not in revoked]
+            covered = [r for r in batch.covered if r.tp not in revoked]
+            self.stats.dropped_on_revoke += len(batch.covered) - len(covered)
+            if len(covered) == len(batch.covered):
+                kept.append(batch)
+            elif contacts:
+                kept.append(Batch(batch_id_for(covered), contacts, covered, batch.flush_reason,
+                                  batch.created_at, batch.attempt))
+            elif covered:
+                self.tracker.settle_many(covered)  # only superseded records of kept partitions
+        self._queue = kept
+        # Records superseded by dropped ones come back through the window's next output.
+        self._handle(self.window.poll())
+
+    # ------------------------------------------------------------------ consuming
+
+    async def _consume_loop(self) -> None:
+        while True:
+            await self._flowing.wait()
+            messages = await self.consumer.get_batch(timeout=self._tick_s * 4)
+            if messages:
+                self._process(messages)  # synchronous: no rebalance interleaves with a batch
+                self._backpressure()
+
+    def _process(self, messages: list[Message]) -> None:
+        assigned = self._assigned
+        tracker = self.tracker
+        self.stats.consumed += len(messages)
+        for msg in messages:
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if topic is None or partition is None or offset is None or (topic, partition) not in assigned:
+                continue  # revoked while it waited in the hand-off queue
+            tracker.track((topic, partition), offset)
+            event = self._to_event(msg, SourceRef(topic, partition, offset))
+            if event is not None:
+                self.stats.decoded += 1
+                self._handle(self.window.add(event))
+
+    def _to_event(self, msg: Message, ref: SourceRef) -> ContactEvent | None:
+        """Decode, validate and normalise one record; dead-letter it when any step fails."""
+        key = msg.key()
+        value = msg.value()
+        if value is None:
+            self._dead_letter(msg, ref, STAGE_VALIDATE, error_class_name(ValidationError), "null value")
+            return None
+        try:
+            record = self._codec.decode(value)
+        except SerdeError as exc:
+            self._dead_letter(msg, ref, STAGE_DECODE, error_class_name(exc), str(exc))
+            return None
+        problem = validate_record(key, record)
+        if problem is not None:
+            self._dead_letter(msg, ref, STAGE_VALIDATE, error_class_name(ValidationError), problem)
+            return None
+        try:
+            phone = self._normalizer.normalize(record["phone"], record.get("region_hint"))
+        except PhoneError as exc:
+            self._dead_letter(msg, ref, STAGE_NORMALISE, error_class_name(exc), f"{exc.reason}: {exc}")
+            return None
+        return ContactEvent(
+            source=ref,
+            key=key,
+            raw=value,
+            headers=plain_headers(msg.headers()),
+            produced_at_ms=msg.timestamp()[1],
+            event_id=record["event_id"],
+            contact_id=record["contact_id"],
+            phone_e164=phone,
+            opted_in=bool(record["opted_in"]),
+            first_name=record.get("first_name"),
+            last_name=record.get("last_name"),
+            email=record.get("email"),
+            custom_fields=dict(record.get("custom_fields") or {}),
+            changed_at_ms=int(record["changed_at"]),
+            source_system=record.get("source") or "",
+        )
+
+    # ------------------------------------------------------------ window outputs
+
+    def _handle(self, out: WindowOutput) -> None:
+        if not out:
+            return
+        if out.released:
+            self.tracker.settle_many(out.released)
+        for rejected in out.rejects:
+            self._reject(rejected)
+        if out.audits:
+            winners = {a.event.contact_id: a for a in out.audits if a.reason == REASON_DNC}
+            for audit in out.audits:
+                self._audit(audit, winners.get(audit.event.contact_id))
+        if out.batches:
+            for batch in out.batches:
+                self.stats.batches += 1
+                log.debug("batch %s: %d contact(s), %d record(s), reason %s", batch.batch_id,
+                          len(batch.contacts), len(batch.covered), batch.flush_reason)
+            self._queue.extend(out.batches)
+            self._queue_changed.set()
+
+    def _settle_when_acked(self, futures: list[asyncio.Future[None]], refs: Iterable[SourceRef]) -> None:
+        """Settle ``refs`` once every future resolved successfully; fail the pipeline otherwise."""
+        covered = tuple(refs)
+        remaining = len(futures)
+
+        def done(fut: asyncio.Future[None]) -> None:
+            nonlocal remaining
+            if fut.cancelled() or fut.exception() is not None:
+                self._fail(fut.exception() or asyncio.CancelledError())
+                return
+            remaining -= 1
+            if remaining == 0:
+                self.tracker.settle_many(covered)
+
+        for fut in futures:
+            fut.add_done_callback(done)
+
+    def _dead_letter(self, msg: Message, ref: SourceRef, stage: str, error_class: str, message: str) -> None:
+        self._send_dead_letter(msg.key(), msg.value(), plain_headers(msg.headers()), ref, stage,
+                               error_class, message, (ref,))
+
+    def _send_dead_letter(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Iterable[tuple[str, bytes | None]] | None,
+        ref: SourceRef,
+        stage: str,
+        error_class: str,
+        message: str,
+        covered: Iterable[SourceRef],
+    ) -> asyncio.Future[None] | None:
+        self.stats.dead_lettered += 1
+        try:
+            fut = self._dead_letters.send_nowait(
+                key=key, value=value, headers=headers, topic=ref.topic, partition=ref.partition,
+                offset=ref.offset, stage=stage, error_class=error_class, message=message,
+            )
+        except KafkaError as exc:
+            self._fail(exc)
+            return None
+        self._settle_when_acked([fut], covered)
+        return fut
+
+    def _reject(self, rejected: Rejected) -> None:
+        event = rejected.event
+        self._send_dead_letter(event.key, event.raw, event.headers, event.source, STAGE_WINDOW,
+                               f"connector.windowing.{rejected.reason}", rejected.message, rejected.covered)
+
+    def _audit(self, audit: AuditOutcome, winner: AuditOutcome | None) -> None:
+        event = audit.event
+        reason, list_name = audit.reason, audit.list_name
+        if reason == REASON_CANCELLED:
+            reason = REASON_OPTED_OUT
+        elif reason == REASON_SUPERSEDED:
+            reason, list_name = (REASON_DNC, winner.list_name) if winner is not None else ("UNKNOWN", None)
+        record = {
+            "event_id": event.event_id,
+            "contact_id": event.contact_id,
+            "phone_e164": event.phone_e164,
+            "reason": reason,
+            "list_name": list_name,
+            "check_stage": audit.stage,
+            "checked_at": int(time.time() * 1000),
+            "source_topic": event.source.topic,
+            "source_partition": event.source.partition,
+            "source_offset": event.source.offset,
+        }
+        try:
+            futures = [self.producer.produce_nowait(
+                self.settings.topics.suppressed, self._audit_codec.encode(record),
+                key=event.contact_id.encode("utf-8"),
+            )]
+            if audit.reason == REASON_OPTED_OUT and self.settings.dnc.publish_opt_outs:
+                entry = {"list_name": self.settings.dnc.opt_out_list, "reason": "crm opt-out",
+                         "added_at": event.changed_at_ms, "expires_at": None}
+                futures.append(self.producer.produce_nowait(
+                    self.settings.topics.dnc, self._dnc_codec.encode(entry),
+                    key=event.phone_e164.encode("ascii"),
+                ))
+                self.stats.opt_outs_published += 1
+        except (KafkaError, SerdeError) as exc:
+            self._fail(exc)
+            return
+        self.stats.audited += 1
+        self._settle_when_acked(futures, audit.covered)
+
+    # ------------------------------------------------------------------ delivery
+
+    async def _submit_loop(self) -> None:
+        while True:
+            while not self._queue:
+                self._queue_changed.clear()
+                await self._queue_changed.wait()
+            if not self.dnc.ready:  # belt and braces: consumption starts only after it anyway
+                await self.dnc.wait_ready(self.settings.dnc.bootstrap_timeout_s)
+            batch = self._queue.pop(0)
+            self._submitting = batch
+            try:
+                await self._submit_fn(batch)
+            finally:
+                self._submitting = None
+            self._backpressure()
+
+    async def settle_batch(self, batch: Batch) -> None:
+        """The batch's job COMPLETED and its job event was acknowledged: settle every covered
+        record (records of partitions revoked meanwhile are ignored)."""
+        self.tracker.settle_many(batch.covered)
+        self._backpressure()
+
+    async def dead_letter_batch(self, batch: Batch, *, stage: str, error_class: str, message: str) -> None:
+        """Send each contact's original record to the DLQ, wait for the acks, then settle every
+        covered record (superseded records are settled with their winner, not re-sent).
+
+        Raises:
+            connector.kafka.exceptions.ProduceError: a dead letter was not acknowledged; the
+                batch stays unsettled.
+        """
+        futures = []
+        for contact in batch.contacts:
+            self.stats.dead_lettered += 1
+            futures.append(self._dead_letters.send_nowait(
+                key=contact.key, value=contact.raw, headers=contact.headers,
+                topic=contact.source.topic, partition=contact.source.partition,
+                offset=contact.source.offset, stage=stage, error_class=error_class, message=message,
+            ))
+        await asyncio.gather(*futures)
+        self.tracker.settle_many(batch.covered)
+        self._backpressure()
+
+    # ------------------------------------------------------------- ticker, commits
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            self._handle(self.window.poll())
+            self._backpressure()
+            now = time.monotonic()
+            if now - self._last_commit >= self._commit_interval_s:
+                self._last_commit = now
+                await self._commit()
+
+    async def _commit(self) -> None:
+        offsets = self.tracker.committable()
+        if not offsets:
+            return
+        try:
+            done = await self.consumer.commit(offsets)
+        except KafkaError as exc:
+            log.warning("commit failed (%s); retrying at the next interval", exc)
+            return
+        self.tracker.mark_committed(done)
+        self.stats.commits += 1
+
+    def _backpressure(self) -> None:
+        if self._stopping or self._consume_task is None:
+            return
+        queued = len(self._queue)
+        if not self._paused and (self.tracker.over_limit or queued >= self._max_queued):
+            self._paused = True
+            self._flowing.clear()
+            _detach(self.consumer.pause())
+            log.info("backpressure: pausing (%d unsettled, %d batch(es) queued)",
+                     self.tracker.unsettled, queued)
+        elif self._paused and self.tracker.under_resume_mark and queued < self._max_queued:
+            self._paused = False
+            self._flowing.set()
+            _detach(self.consumer.resume())
+            log.info("backpressure: resuming (%d unsettled)", self.tracker.unsettled)
+
+
+def _detach(fut: asyncio.Future[Any]) -> None:
+    """Let a consumer request complete on its own; log (rather than leak) its failure."""
+
+    def done(f: asyncio.Future[Any]) -> None:
+        if not f.cancelled() and f.exception() is not None:
+            log.warning("consumer request failed: %s", f.exception())
+
+    fut.add_done_callback(done)
+
+
+def _contacts_codec(settings: Settings) -> AvroCodec:
+    resolver = None
+    if settings.kafka.schema_registry_url:
+        from connector.schema_registry import RegistryClient
+
+        resolver = RegistryClient(settings.kafka.schema_registry_url)
+    return AvroCodec("ContactOptInChanged", wire_format=settings.kafka.value_format, resolver=resolver)

@@ -1,0 +1,238 @@
+"""An asyncio face on confluent-kafka's ``Producer``.
+
+``await produce(...)`` resolves when the broker acknowledged the record. A dedicated poll
+thread serves librdkafka's delivery callbacks; results are collected and handed to the
+event loop in bunches with ``loop.call_soon_threadsafe`` (one wake-up per poll, not one per
+record).
+
+Delivery errors are *latched*, as quix-streams does: the first failure that no awaiting
+caller has seen is raised again by the next :meth:`AsyncProducer.produce`,
+:meth:`~AsyncProducer.produce_nowait` or :meth:`~AsyncProducer.flush`, so a fire-and-forget
+record that failed cannot go unnoticed. A fatal error (the idempotent producer lost its
+guarantees) stays latched for good: the instance must be replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+
+from connector.kafka.exceptions import KafkaError, ProduceError, from_kafka_error
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+
+# How long produce() waits between attempts when librdkafka's local queue is full.
+_QUEUE_FULL_BACKOFF_S = 0.01
+
+
+class AsyncProducer:
+    """Idempotent producer usable from asyncio.
+
+    Args:
+        config: librdkafka settings (see :func:`connector.kafka.client_config.producer_config`).
+            Idempotence is forced on.
+        poll_interval_s: how long one poll of the delivery thread blocks.
+
+    No network work happens in ``__init__``; call :meth:`start` first.
+    """
+
+    def __init__(self, config: Mapping[str, str], *, poll_interval_s: float = 0.05) -> None:
+        self._config: dict[str, Any] = dict(config)
+        self._config["enable.idempotence"] = "true"
+        self._poll_interval_s = poll_interval_s
+        self._producer: Producer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        # Delivery results from librdkafka's callback threads, drained on the loop.
+        self._results: collections.deque[tuple[asyncio.Future[None], Any]] = collections.deque()
+        self._in_flight = 0
+        self._idle: asyncio.Event | None = None
+        self._latched: KafkaError | None = None
+        self._fatal: KafkaError | None = None
+        self._closed = False
+
+    @property
+    def in_flight(self) -> int:
+        """Records handed to librdkafka and not yet acknowledged or failed."""
+        return self._in_flight
+
+    async def start(self) -> None:
+        """Create the client and start the poll thread.
+
+        Raises:
+            ProduceError: the configuration is invalid.
+        """
+        if self._producer is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._config["error_cb"] = self._on_client_error
+        try:
+            self._producer = Producer(self._config)
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise ProduceError(f"invalid producer configuration: {exc}", retriable=False) from None
+        self._thread = threading.Thread(
+            target=self._poll_loop, args=(self._producer,), name="kafka-producer-poll", daemon=True
+        )
+        self._thread.start()
+
+    def _poll_loop(self, producer: Producer) -> None:
+        while not self._stop.is_set():
+            producer.poll(self._poll_interval_s)
+            self._hand_over()
+        producer.poll(0)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Schedule one drain of the results collected by the last poll (thread side)."""
+        if self._results and self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop closed between the check and the call
+                pass
+
+    def _on_client_error(self, err: Any) -> None:
+        """librdkafka ``error_cb`` (poll thread): only fatal errors change our state."""
+        if err.fatal():
+            exc = from_kafka_error(ProduceError, err, "fatal producer error")
+            log.error("%s", exc)
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._set_fatal, exc)
+        else:
+            # Connection attempts fail often while a broker is away; librdkafka retries them.
+            level = logging.DEBUG if err.name() == "_TRANSPORT" else logging.WARNING
+            log.log(level, "producer client error: %s", err.str())
+
+    def _set_fatal(self, exc: KafkaError) -> None:
+        self._fatal = exc
+
+    def _drain(self) -> None:
+        """Resolve the futures of every delivered record (loop side)."""
+        while self._results:
+            fut, err = self._results.popleft()
+            self._in_flight -= 1
+            if fut.done():  # the caller was cancelled; its record's fate is still latched
+                if err is not None and self._latched is None:
+                    self._latched = from_kafka_error(ProduceError, err, "delivery failed")
+                continue
+            if err is None:
+                fut.set_result(None)
+            else:
+                exc = from_kafka_error(ProduceError, err, "delivery failed")
+                if self._latched is None:
+                    self._latched = exc
+                fut.set_exception(exc)
+        if self._in_flight == 0 and self._idle is not None:
+            self._idle.set()
+
+    def _raise_latched(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+        if self._latched is not None:
+            exc, self._latched = self._latched, None
+            raise exc
+
+    def produce_nowait(
+        self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None
+    ) -> asyncio.Future[None]:
+        """Queue one record without waiting; the returned future resolves on acknowledgement.
+
+        Raises:
+            ProduceError: the producer is not started or closed, a previous delivery failed
+                (latched), or the record cannot be queued (too large, unknown topic, queue
+                full: ``retriable`` says which).
+        """
+        if self._producer is None or self._loop is None or self._idle is None or self._closed:
+            raise ProduceError("producer is not started or already closed", retriable=False)
+        self._raise_latched()
+        fut: asyncio.Future[None] = self._loop.create_future()
+        results = self._results
+
+        def on_delivery(err: Any, _msg: Any) -> None:
+            results.append((fut, err))
+
+        try:
+            self._producer.produce(topic, value=value, key=key, headers=list(headers) if headers else None,
+                                   on_delivery=on_delivery)
+        except BufferError:
+            raise ProduceError("local producer queue is full", retriable=True, code="_QUEUE_FULL") from None
+        except KafkaException as exc:
+            raise from_kafka_error(ProduceError, exc.args[0], f"cannot produce to {topic}") from None
+        self._in_flight += 1
+        self._idle.clear()
+        return fut
+
+    async def produce(
+        self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None
+    ) -> None:
+        """Produce one record and wait until the broker acknowledged it.
+
+        A full local queue is waited out (librdkafka drains it as the broker acknowledges).
+
+        Raises:
+            ProduceError: the record was not acknowledged (``retriable`` from librdkafka), or a
+                previous delivery failure was latched.
+        """
+        while True:
+            try:
+                fut = self.produce_nowait(topic, value, key=key, headers=headers)
+                break
+            except ProduceError as exc:
+                if exc.code != "_QUEUE_FULL":
+                    raise
+                await asyncio.sleep(_QUEUE_FULL_BACKOFF_S)
+        try:
+            await fut
+        except ProduceError as exc:
+            if self._latched is exc:  # this caller sees it; do not raise it twice
+                self._latched = None
+            raise
+
+    async def flush(self, timeout: float) -> None:
+        """Wait until every queued record is acknowledged or failed.
+
+        Raises:
+            ProduceError: records are still in flight after ``timeout`` seconds (retriable),
+                or a delivery failed since the last check (latched).
+        """
+        if self._idle is None:
+            return
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            self._raise_latched()
+            raise ProduceError(
+                f"{self._in_flight} record(s) still unacknowledged after {time.monotonic() - start:.1f}s",
+                retriable=True,
+            ) from None
+        self._raise_latched()
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Flush for up to ``timeout`` seconds, then stop the poll thread.
+
+        Raises:
+            ProduceError: records were left unacknowledged, or a latched failure.
+        """
+        if self._producer is None or self._closed:
+            return
+        try:
+            await self.flush(timeout)
+        finally:
+            self._closed = True
+            self._stop.set()
+            if self._thread is not None:
+                await asyncio.to_thread(self._thread.join)
+            self._drain()

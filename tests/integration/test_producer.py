@@ -1,0 +1,108 @@
+"""AsyncProducer on the real broker: acknowledgements, headers, latched delivery errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from connector.kafka.exceptions import ProduceError
+from connector.kafka.producer import AsyncProducer
+
+pytestmark = pytest.mark.kafka
+
+
+def read_all(bootstrap: str, topic: str, count: int, timeout: float = 10.0) -> list[tuple]:
+    """Every record of partition 0 as ``(key, value, headers)``, waiting for ``count``."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    out: list[tuple] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(out) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(100, 0.2):
+                if msg.error() is None:
+                    out.append((msg.key(), msg.value(), msg.headers()))
+    finally:
+        consumer.close()
+    return out
+
+
+async def test_produce_resolves_on_ack_and_keeps_headers(kafka_bootstrap: str, topic_factory) -> None:
+    topic = topic_factory("out")
+    producer = AsyncProducer({"bootstrap.servers": kafka_bootstrap, "linger.ms": "1"})
+    await producer.start()
+    try:
+        async with asyncio.timeout(10):
+            await producer.produce(topic, b"v1", key=b"k1", headers=[("h", b"x")])
+            futs = [producer.produce_nowait(topic, f"v{i}".encode(), key=b"k") for i in range(2, 12)]
+            await producer.flush(10)
+        assert all(f.done() and f.exception() is None for f in futs)
+        assert producer.in_flight == 0
+    finally:
+        await producer.close()
+    records = read_all(kafka_bootstrap, topic, 11)
+    assert records[0] == (b"k1", b"v1", [("h", b"x")])
+    assert [v for _, v, _ in records] == [f"v{i}".encode() for i in range(1, 12)]
+
+
+async def test_delivery_error_is_raised_and_latched(kafka_bootstrap: str, topic_factory) -> None:
+    # The broker refuses records above the topic's max.message.bytes: a delivery failure.
+    topic = topic_factory("small", config={"max.message.bytes": "1024"})
+    producer = AsyncProducer({"bootstrap.servers": kafka_bootstrap, "compression.type": "none",
+                              "linger.ms": "0"})
+    await producer.start()
+    try:
+        async with asyncio.timeout(15):
+            # Awaited: this caller sees the error, and it is not raised a second time.
+            with pytest.raises(ProduceError) as info:
+                await producer.produce(topic, b"x" * 5000)
+            assert info.value.code == "MSG_SIZE_TOO_LARGE"
+            assert info.value.retriable is False
+            await producer.produce(topic, b"small")
+
+            # Fire-and-forget: the failure is latched and raised by the next flush, once.
+            fut = producer.produce_nowait(topic, b"y" * 5000)
+            with pytest.raises(ProduceError):
+                await producer.flush(10)
+            assert fut.done() and isinstance(fut.exception(), ProduceError)
+            await producer.flush(10)
+            await producer.produce(topic, b"after")
+    finally:
+        await producer.close()
+
+
+async def test_unreachable_broker_times_out_retriable() -> None:
+    # Nothing listens on port 1: the record expires in librdkafka's queue.
+    producer = AsyncProducer({"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": "300",
+                              "log_level": "0"})
+    await producer.start()
+    try:
+        async with asyncio.timeout(10):
+            with pytest.raises(ProduceError) as info:
+                await producer.produce("test.unreachable", b"v")
+        assert info.value.code == "_MSG_TIMED_OUT"
+        assert info.value.retriable is True
+    finally:
+        await producer.close(timeout=1)
+
+
+async def test_use_before_start_and_after_close_is_refused(kafka_bootstrap: str) -> None:
+    producer = AsyncProducer({"bootstrap.servers": kafka_bootstrap})
+    with pytest.raises(ProduceError):
+        producer.produce_nowait("test.never", b"v")
+    await producer.start()
+    await producer.close()
+    with pytest.raises(ProduceError):
+        await producer.produce("test.never", b"v")
+
+
+async def test_invalid_config_is_a_produce_error() -> None:
+    producer = AsyncProducer({"bootstrap.servers": "127.0.0.1:9092", "no.such.setting": "1"})
+    with pytest.raises(ProduceError) as info:
+        await producer.start()
+    assert info.value.retriable is False
