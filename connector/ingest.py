@@ -173,6 +173,8 @@ class IngestPipeline:
         max_queued_batches: flushed batches waiting for ``submit`` before the consumer pauses.
         codec: decoder of the contacts topic (built from settings by default).
         normalizer: phone normaliser (built from settings by default).
+        stats_cb: receives librdkafka's statistics JSON (on the consumer thread) every
+            ``kafka.statistics_interval_ms``.
     """
 
     def __init__(
@@ -189,6 +191,7 @@ class IngestPipeline:
         max_queued_batches: int = 2,
         codec: AvroCodec | None = None,
         normalizer: PhoneNormalizer | None = None,
+        stats_cb: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._submit_fn = submit
@@ -210,6 +213,7 @@ class IngestPipeline:
         self.consumer = ConsumerThread(
             config, [settings.topics.contacts], self,
             batch_size=settings.kafka.consume_batch_size, poll_timeout_s=settings.kafka.poll_timeout_s,
+            stats_cb=stats_cb, statistics_interval_ms=settings.kafka.statistics_interval_ms,
         )
         self._commit_interval_s = commit_interval_s
         self._tick_s = tick_s

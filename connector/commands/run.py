@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+
+from connector import logs
+from connector.config import load_file
+from connector.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -11,12 +16,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "run",
         help="run the connector",
         description="Consume CRM opt-in events, gate them against the DNC table, submit "
-        "compliant batches to CXone and follow every job to its end.",
+        "compliant batches to CXone and follow every job to its end. SIGTERM or SIGINT "
+        "shut it down gracefully within shutdown_deadline_s.",
     )
     p.add_argument("--config", required=True, help="the TOML configuration file")
+    p.add_argument("--json-logs", action="store_true", help="log JSON lines (overrides logging.json)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    print("run: the pipeline is not wired yet (see the delivery issue)", file=sys.stderr)
-    return 2
+    try:
+        settings = load_file(args.config)
+    except ConfigError as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.logging.level, json_lines=args.json_logs or settings.logging.json)
+    from connector.app import run_app  # imported late: --help stays fast
+
+    return asyncio.run(run_app(settings))

@@ -14,6 +14,7 @@ from typing import Protocol
 import aiohttp
 
 from connector.config import CXoneSettings
+from connector.cxone.auth import TokenCache
 from connector.cxone.backoff import Jitter, backoff, full_jitter
 from connector.cxone.protocol import JobUpdate
 from connector.models import Batch
@@ -34,6 +35,8 @@ class ProfileClient(Protocol):
 
     profile: str
     list_id: str
+    #: The profile's access-token cache (readiness asks it for a first token).
+    tokens: TokenCache
 
     async def submit(self, batch: Batch) -> list[SubmittedJob]:
         """Create the job(s) for ``batch`` under its idempotency key.

@@ -1,0 +1,200 @@
+"""The connector process: wires ingest, delivery, metrics and health, and runs them.
+
+Nothing here decides anything about records; it only builds the parts, starts them in
+order, and stops them in the reverse order within the shutdown deadline:
+
+Start-up:
+    1. metrics server (so ``/healthz`` answers while the DNC table bootstraps);
+    2. producer;
+    3. delivery (CXone client and job monitor); a first token is fetched in the background;
+    4. ingest (DNC bootstrap, then the consumer joins the group).
+
+Shutdown (SIGTERM / SIGINT, or a failed stage):
+    1. ``/readyz`` turns 503 (draining);
+    2. ingest stops consuming, flushes its window, and waits — up to the deadline — for
+       in-flight jobs to end and their records to settle; it commits what settled;
+    3. delivery cancels what is still in flight (never committed: read again on restart);
+    4. the DNC source, the producer (flushed) and the metrics server close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from connector.config import Settings
+from connector.delivery import Delivery
+from connector.ingest import IngestPipeline
+from connector.kafka.client_config import dnc_consumer_config, producer_config
+from connector.kafka.dead_letters import DeadLetterWriter
+from connector.kafka.dnc_source import DncSource
+from connector.kafka.producer import AsyncProducer
+from connector.metrics import Health, Metrics
+from connector.serde import AvroCodec
+from connector.server import MetricsServer
+
+log = logging.getLogger(__name__)
+
+#: How often health flags and sampled gauges are refreshed.
+_TICK_S = 0.5
+
+
+class App:
+    """The whole connector.
+
+    Args:
+        settings: the configuration.
+        registry: where metrics are registered (a private one per App by default).
+    """
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.health = Health()
+        self.stopping = asyncio.Event()
+        self._job_codec = AvroCodec("JobEvent")
+        self._callback_codec = AvroCodec("CallbackResult")
+
+        producer_cfg: dict[str, Any] = dict(producer_config(settings))
+        dnc_cfg: dict[str, Any] = dict(dnc_consumer_config(settings))
+        if settings.kafka.statistics_interval_ms > 0:
+            interval = str(settings.kafka.statistics_interval_ms)
+            producer_cfg.update(stats_cb=self._stats("producer"), **{"statistics.interval.ms": interval})
+            dnc_cfg.update(stats_cb=self._stats("dnc"), **{"statistics.interval.ms": interval})
+        self.producer = AsyncProducer(producer_cfg)
+        self.dnc = DncSource(
+            dnc_cfg, settings.topics.dnc,
+            dead_letters=DeadLetterWriter(self.producer, settings.topics.dlq),
+            value_format=settings.kafka.value_format,
+        )
+        self.delivery = Delivery(
+            settings,
+            publish_job_event=self._publish_job_event,
+            publish_callback_result=self._publish_callback_result,
+            on_completed=self._settle,
+            on_dead=self._dead_letter,
+        )
+        self.ingest = IngestPipeline(
+            settings, submit=self.delivery.submit, producer=self.producer, dnc=self.dnc,
+            stats_cb=self._stats("contacts"),
+        )
+        self.server = MetricsServer(settings.server, self.registry, self.health)
+
+    # ------------------------------------------------------------------ wiring helpers
+
+    def _stats(self, client: str) -> Any:
+        def on_stats(stats_json: str) -> None:
+            self.metrics.kafka_stats.update(client, stats_json)
+
+        return on_stats
+
+    async def _settle(self, batch: Any) -> None:
+        await self.ingest.settle_batch(batch)
+
+    async def _dead_letter(self, batch: Any, *, stage: str, error_class: str, message: str) -> None:
+        await self.ingest.dead_letter_batch(batch, stage=stage, error_class=error_class, message=message)
+
+    async def _publish_job_event(self, record: dict[str, Any]) -> None:
+        key = (record.get("job_id") or record["batch_id"]).encode()
+        await self.producer.produce(self.settings.topics.job_events, self._job_codec.encode(record), key=key)
+
+    async def _publish_callback_result(self, record: dict[str, Any]) -> None:
+        await self.producer.produce(
+            self.settings.topics.callback_results, self._callback_codec.encode(record),
+            key=str(record["batch_id"]).encode(),
+        )
+
+    async def _obtain_token(self) -> None:
+        """Fetch a first CXone token for readiness, retrying until it works or we stop."""
+        delay = 1.0
+        while not self.stopping.is_set():
+            try:
+                await self.delivery.client.tokens.get()
+                self.health.token_ok = True
+                return
+            except Exception as exc:  # every failure is retried; readiness says why
+                log.warning("no CXone token yet (%s); retrying in %.0fs", type(exc).__name__, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self.stopping.wait()
+                delay = min(delay * 2, 30.0)
+
+    async def _tick(self) -> None:
+        """Copy the parts' state into health flags (the consumer thread's own poll time)."""
+        while True:
+            last_poll = self.ingest.consumer.last_poll
+            if last_poll > 0:
+                self.health.consumer_last_poll = last_poll
+            self.health.dnc_ready = self.dnc.ready
+            self.health.partitions_assigned = self.health.partitions_assigned or bool(self.ingest.assigned)
+            await asyncio.sleep(_TICK_S)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (signal handlers call this)."""
+        if not self.stopping.is_set():
+            log.info("shutdown requested")
+            self.stopping.set()
+
+    async def run(self) -> int:
+        """Run until stopped or a stage fails; returns the process exit code."""
+        started = time.monotonic()
+        await self.server.start()
+        log.info("metrics and health on port %d", self.server.port)
+        await self.producer.start()
+        await self.delivery.start()
+        await self.ingest.start()
+        tasks = [
+            asyncio.create_task(self._obtain_token(), name="token"),
+            asyncio.create_task(self._tick(), name="health-tick"),
+        ]
+        failed = asyncio.create_task(self.ingest.wait(), name="ingest-wait")
+        stop = asyncio.create_task(self.stopping.wait(), name="stop-wait")
+        await asyncio.wait({failed, stop}, return_when=asyncio.FIRST_COMPLETED)
+        code = 0
+        if failed.done() and failed.exception() is not None:
+            log.error("stopping after a failure: %r", failed.exception())
+            code = 1
+        await self.shutdown()
+        for task in (*tasks, failed, stop):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        log.info("stopped after %.1fs", time.monotonic() - started)
+        return code
+
+    async def shutdown(self) -> None:
+        """Stop everything in order within ``shutdown_deadline_s``."""
+        self.health.draining = True
+        deadline = self.settings.shutdown_deadline_s
+        begin = time.monotonic()
+        await self.ingest.stop(deadline)
+        remaining = max(0.0, deadline - (time.monotonic() - begin))
+        await self.delivery.drain(min(remaining, 5.0))
+        await self.delivery.close()
+        await self.dnc.close()
+        with contextlib.suppress(Exception):
+            await self.producer.flush(max(1.0, remaining))
+        await self.producer.close()
+        await self.server.stop()
+
+
+async def run_app(settings: Settings) -> int:
+    """Run the connector with SIGTERM/SIGINT wired to a graceful shutdown."""
+    app = App(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, app.request_stop)
+    try:
+        return await app.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
