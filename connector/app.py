@@ -35,7 +35,7 @@ from connector.kafka.client_config import dnc_consumer_config, producer_config
 from connector.kafka.dead_letters import DeadLetterWriter
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.producer import AsyncProducer
-from connector.metrics import Health, Metrics
+from connector.metrics import TOPIC_ROLES, Health, Metrics
 from connector.serde import AvroCodec
 from connector.server import MetricsServer
 
@@ -68,11 +68,12 @@ class App:
             interval = str(settings.kafka.statistics_interval_ms)
             producer_cfg.update(stats_cb=self._stats("producer"), **{"statistics.interval.ms": interval})
             dnc_cfg.update(stats_cb=self._stats("dnc"), **{"statistics.interval.ms": interval})
-        self.producer = AsyncProducer(producer_cfg)
+        roles = {getattr(settings.topics, role): role for role in TOPIC_ROLES}
+        self.producer = AsyncProducer(producer_cfg, metrics=self.metrics, topic_roles=roles)
         self.dnc = DncSource(
             dnc_cfg, settings.topics.dnc,
             dead_letters=DeadLetterWriter(self.producer, settings.topics.dlq),
-            value_format=settings.kafka.value_format,
+            value_format=settings.kafka.value_format, metrics=self.metrics,
         )
         self.delivery = Delivery(
             settings,
@@ -80,10 +81,11 @@ class App:
             publish_callback_result=self._publish_callback_result,
             on_completed=self._settle,
             on_dead=self._dead_letter,
+            metrics=self.metrics,
         )
         self.ingest = IngestPipeline(
             settings, submit=self.delivery.submit, producer=self.producer, dnc=self.dnc,
-            stats_cb=self._stats("contacts"),
+            stats_cb=self._stats("contacts"), metrics=self.metrics,
         )
         self.server = MetricsServer(settings.server, self.registry, self.health)
 

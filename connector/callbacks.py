@@ -27,6 +27,7 @@ from connector.config import CallbackSettings
 from connector.cxone.backoff import Jitter, backoff, full_jitter, retry_delay
 from connector.cxone.exceptions import CXoneError
 from connector.cxone.http import Http
+from connector.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class CallbackSender:
         publish: awaits the broker's ack for one ``CallbackResult`` record.
         session: a session to share, or None to own one (timeout ``callbacks.timeout_s``).
         jitter: backoff jitter; ``sleep``: the sleep between retries.
+        metrics: deliveries by outcome, attempts and latency (a private registry when ``None``).
     """
 
     def __init__(
@@ -92,8 +94,10 @@ class CallbackSender:
         session: aiohttp.ClientSession | None = None,
         jitter: Jitter = full_jitter,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics if metrics is not None else Metrics()
         self._publish = publish
         self._session = session
         self._own_session = session is None
@@ -135,21 +139,27 @@ class CallbackSender:
         delays = self._delays()
         started = time.monotonic()
         attempts, status, error = 0, None, None
-        outcome = FAILED
+        outcome, label = FAILED, "failed"
         max_attempts = max(1, self._settings.max_attempts)
         while attempts < max_attempts:
             attempts += 1
+            self._metrics.callback_attempts.inc()
             try:
                 resp = http.check(await http.send("POST", url, headers=headers, data=body))
             except CXoneError as err:
                 status = getattr(err, "status", None)
                 error = f"{type(err).__name__}: {err}"[:500]
-                if not err.retriable or attempts >= max_attempts:
+                if not err.retriable:
+                    label = "rejected"  # the receiver refused it: retrying cannot help
+                    break
+                if attempts >= max_attempts:
                     break
                 await self._sleep(retry_delay(err, delays))
             else:
-                outcome, status, error = DELIVERED, resp.status, None
+                outcome, label, status, error = DELIVERED, "delivered", resp.status, None
                 break
+        self._metrics.callback_deliveries.labels(outcome=label).inc()
+        self._metrics.callback_duration.observe(time.monotonic() - started)
         host = urllib.parse.urlsplit(url).hostname
         if outcome == FAILED:
             log.warning("callback to %s failed after %d attempt(s): %s", host, attempts, error)

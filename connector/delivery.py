@@ -33,7 +33,8 @@ from connector.cxone.backoff import Jitter, backoff, full_jitter
 from connector.cxone.client import ProfileClient, SubmittedJob, make_client
 from connector.cxone.exceptions import CXoneError, HTTPStatusError, RetriesExhaustedError
 from connector.cxone.monitor import JobMonitor
-from connector.cxone.protocol import COMPLETED, FAILED, IN_PROGRESS, JobUpdate
+from connector.cxone.protocol import COMPLETED, FAILED, IN_PROGRESS, UNKNOWN, JobUpdate
+from connector.metrics import JOB_OUTCOMES, Metrics
 from connector.models import Batch
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class _Job:
     done: asyncio.Future[JobUpdate]
     tail: asyncio.Task[None] | None = None
     progress: int | None = None
+    submitted_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -81,7 +83,7 @@ def job_event(
         "list_id": list_id,
         "profile": profile,
         "status": status,
-        "progress": progress,
+        "progress": progress if progress is not None else 0,  # the schema's int: 0 when none is known
         "item_count": item_count,
         "attempt": batch.attempt,
         "time": time_ms,
@@ -104,6 +106,8 @@ class Delivery:
         on_dead: dead-letters a batch's records (``stage``, ``error_class``, ``message``).
         client: a profile client to use instead of building one from ``settings``.
         jitter: backoff jitter for every retry (tests inject ``no_jitter``).
+        metrics: CXone, job, WebSocket, callback and end-to-end families (a private registry
+            when ``None``); handed to the client, the monitor and the callback sender.
     """
 
     def __init__(
@@ -116,15 +120,19 @@ class Delivery:
         on_dead: OnDead,
         client: ProfileClient | None = None,
         jitter: Jitter = full_jitter,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics if metrics is not None else Metrics()
+        self._job_outcomes = {o: self._metrics.cxone_jobs.labels(outcome=o) for o in JOB_OUTCOMES}
         self._publish_job_event = publish_job_event
         self._on_completed = on_completed
         self._on_dead = on_dead
         self._jitter = jitter
         self._client = client
         self._own_client = client is None
-        self.callbacks = CallbackSender(settings.callbacks, publish_callback_result, jitter=jitter)
+        self.callbacks = CallbackSender(settings.callbacks, publish_callback_result, jitter=jitter,
+                                        metrics=self._metrics)
         self._monitor: JobMonitor | None = None
         self._slots = asyncio.Semaphore(max(1, settings.cxone.max_in_flight))
         self._tasks: set[asyncio.Task[None]] = set()
@@ -156,9 +164,9 @@ class Delivery:
     async def start(self) -> None:
         """Build the client and start the job monitor."""
         if self._client is None:
-            self._client = make_client(self._settings.cxone, jitter=self._jitter)
+            self._client = make_client(self._settings.cxone, jitter=self._jitter, metrics=self._metrics)
         self._monitor = JobMonitor(self._client, self._settings.monitor, self._on_job_update,
-                                   reconnect_delays=self._delays)
+                                   reconnect_delays=self._delays, metrics=self._metrics)
         await self._monitor.start()
 
     async def submit(self, batch: Batch) -> None:
@@ -248,10 +256,27 @@ class Delivery:
         if job is None or job.done.done():
             return
         if update.terminal:
+            self._job_ended(job, update.status)
             job.done.set_result(update)
         elif update.status == IN_PROGRESS:
             job.progress = update.progress
             self._publish_for_job(job, IN_PROGRESS, update.progress, update.detail)
+
+    def _job_ended(self, job: _Job, status: str) -> None:
+        # UNKNOWN is the monitor giving up after its deadline without news
+        outcome = "timed_out" if status == UNKNOWN else status.lower()
+        self._metrics.cxone_jobs_in_flight.dec()
+        child = self._job_outcomes.get(outcome)
+        (child if child is not None else self._metrics.cxone_jobs.labels(outcome=outcome)).inc()
+        self._metrics.cxone_job_duration.observe(time.monotonic() - job.submitted_at)
+
+    def _observe_end_to_end(self, batch: Batch) -> None:
+        """Record produce time (the record timestamp) to completion for every sent contact."""
+        now_ms = time.time() * 1000
+        observe = self._metrics.end_to_end_latency.observe
+        for contact in batch.contacts:
+            if contact.produced_at_ms > 0:  # -1 / 0: the record carried no timestamp
+                observe(max(0.0, now_ms - contact.produced_at_ms) / 1000)
 
     # ------------------------------------------------------------------ batches ----------
 
@@ -263,6 +288,7 @@ class Delivery:
             outcome = await self._attempt(current)
             if outcome.ok:
                 self.stats["completed"] += 1
+                self._observe_end_to_end(current)
                 await self._settle(batch, current, outcome)
                 return
             if outcome.fatal or current.attempt >= max_attempts:
@@ -270,6 +296,7 @@ class Delivery:
                 await self._dead(batch, current, outcome)
                 return
             self.stats["retries"] += 1
+            self._metrics.cxone_resubmissions.inc()
             log.warning("batch %s attempt %d failed (%s); resubmitting", batch.batch_id, current.attempt,
                         outcome.error_class)
             await self._publish_acked(self._event(
@@ -285,9 +312,11 @@ class Delivery:
         except CXoneError as err:
             return self._submit_failure(batch, err)
         assert self._monitor is not None  # noqa: S101 - set in start()
+        self._metrics.cxone_last_success.set_to_current_time()
         loop = asyncio.get_running_loop()
         jobs = [_Job(s.job_id, batch, s.item_count, loop.create_future()) for s in submitted]
         self.stats["jobs"] += len(jobs)
+        self._metrics.cxone_jobs_in_flight.inc(len(jobs))
         for job in jobs:
             self._jobs[job.job_id] = job
             self._publish_for_job(job, SUBMITTED, 0, f"idempotency key {batch.idempotency_key()[:16]}")
@@ -301,6 +330,8 @@ class Delivery:
                 assert job.tail is not None  # noqa: S101 - at least SUBMITTED was published
                 await job.tail
         finally:
+            # jobs that ended left the gauge in _job_ended; the rest are abandoned (shutdown)
+            self._metrics.cxone_jobs_in_flight.dec(sum(1 for job in jobs if not job.done.done()))
             for job in jobs:
                 self._jobs.pop(job.job_id, None)
                 self._monitor.forget(job.job_id)

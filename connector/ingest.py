@@ -64,6 +64,7 @@ from connector.kafka.dlq import error_class_name, plain_headers
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.exceptions import KafkaError
 from connector.kafka.producer import AsyncProducer
+from connector.metrics import DLQ_STAGES, INVALID_REASONS, Metrics
 from connector.models import TP, Batch, ContactEvent, SourceRef, batch_id_for
 from connector.offsets import OffsetTracker
 from connector.phones import PhoneNormalizer
@@ -73,6 +74,7 @@ from connector.windowing import (
     REASON_DNC,
     REASON_OPTED_OUT,
     REASON_SUPERSEDED,
+    STAGE_FLUSH,
     AuditOutcome,
     Rejected,
     Window,
@@ -175,6 +177,8 @@ class IngestPipeline:
         normalizer: phone normaliser (built from settings by default).
         stats_cb: receives librdkafka's statistics JSON (on the consumer thread) every
             ``kafka.statistics_interval_ms``.
+        metrics: the events, batches, commit, paused and unsettled families (a private
+            registry when ``None``). Counted per consumed list, not per record, where possible.
     """
 
     def __init__(
@@ -192,8 +196,14 @@ class IngestPipeline:
         codec: AvroCodec | None = None,
         normalizer: PhoneNormalizer | None = None,
         stats_cb: Callable[[str], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self._metrics = metrics if metrics is not None else Metrics()
+        self._invalid = {r: self._metrics.invalid.labels(reason=r) for r in INVALID_REASONS}
+        self._dead_lettered = {s: self._metrics.dead_lettered.labels(stage=s) for s in DLQ_STAGES}
+        # The window's age deadline after the last window call: a flush's window age.
+        self._window_deadline: float | None = None
         self._submit_fn = submit
         self.producer = producer
         self.dnc = dnc
@@ -393,6 +403,8 @@ class IngestPipeline:
         assigned = self._assigned
         tracker = self.tracker
         self.stats.consumed += len(messages)
+        self._metrics.events_consumed.inc(len(messages))
+        decoded = self.stats.decoded
         for msg in messages:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if topic is None or partition is None or offset is None or (topic, partition) not in assigned:
@@ -402,26 +414,31 @@ class IngestPipeline:
             if event is not None:
                 self.stats.decoded += 1
                 self._handle(self.window.add(event))
+        self._metrics.events_decoded.inc(self.stats.decoded - decoded)
 
     def _to_event(self, msg: Message, ref: SourceRef) -> ContactEvent | None:
         """Decode, validate and normalise one record; dead-letter it when any step fails."""
         key = msg.key()
         value = msg.value()
         if value is None:
+            self._count_invalid(STAGE_VALIDATE)
             self._dead_letter(msg, ref, STAGE_VALIDATE, error_class_name(ValidationError), "null value")
             return None
         try:
             record = self._codec.decode(value)
         except SerdeError as exc:
+            self._count_invalid("decode")
             self._dead_letter(msg, ref, STAGE_DECODE, error_class_name(exc), str(exc))
             return None
         problem = validate_record(key, record)
         if problem is not None:
+            self._count_invalid(STAGE_VALIDATE)
             self._dead_letter(msg, ref, STAGE_VALIDATE, error_class_name(ValidationError), problem)
             return None
         try:
             phone = self._normalizer.normalize(record["phone"], record.get("region_hint"))
         except PhoneError as exc:
+            self._count_invalid(exc.reason)
             self._dead_letter(msg, ref, STAGE_NORMALISE, error_class_name(exc), f"{exc.reason}: {exc}")
             return None
         return ContactEvent(
@@ -442,9 +459,17 @@ class IngestPipeline:
             source_system=record.get("source") or "",
         )
 
+    def _count_invalid(self, reason: str) -> None:
+        child = self._invalid.get(reason)
+        # a reason outside INVALID_REASONS (``validate``) is counted as "other"
+        (child if child is not None else self._metrics.invalid.labels(reason=reason)).inc()
+
     # ------------------------------------------------------------ window outputs
 
     def _handle(self, out: WindowOutput) -> None:
+        # every window call passes through here: remember when the current window started
+        flushed_deadline = self._window_deadline
+        self._window_deadline = self.window.deadline()
         if not out:
             return
         if out.released:
@@ -456,8 +481,13 @@ class IngestPipeline:
             for audit in out.audits:
                 self._audit(audit, winners.get(audit.event.contact_id))
         if out.batches:
+            max_items, max_age = self.settings.window.max_items, self.settings.window.max_age_s
             for batch in out.batches:
                 self.stats.batches += 1
+                # a second batch in one output is a window that started within this call
+                age = batch.created_at - (flushed_deadline - max_age) if flushed_deadline is not None else 0.0
+                flushed_deadline = None
+                self._metrics.observe_flush(len(batch.contacts), max_items, max(0.0, age), batch.flush_reason)
                 log.debug("batch %s: %d contact(s), %d record(s), reason %s", batch.batch_id,
                           len(batch.contacts), len(batch.covered), batch.flush_reason)
             self._queue.extend(out.batches)
@@ -496,6 +526,7 @@ class IngestPipeline:
         covered: Iterable[SourceRef],
     ) -> asyncio.Future[None] | None:
         self.stats.dead_lettered += 1
+        self._count_dead_letters(stage, 1)
         try:
             fut = self._dead_letters.send_nowait(
                 key=key, value=value, headers=headers, topic=ref.topic, partition=ref.partition,
@@ -506,6 +537,10 @@ class IngestPipeline:
             return None
         self._settle_when_acked([fut], covered)
         return fut
+
+    def _count_dead_letters(self, stage: str, n: int) -> None:
+        child = self._dead_lettered.get(stage)
+        (child if child is not None else self._metrics.dead_lettered.labels(stage=stage)).inc(n)
 
     def _reject(self, rejected: Rejected) -> None:
         event = rejected.event
@@ -548,6 +583,9 @@ class IngestPipeline:
             self._fail(exc)
             return
         self.stats.audited += 1
+        # the window's own reason (finer than the audit record's); DNC at flush apart
+        label = "dnc_at_flush" if audit.reason == REASON_DNC and audit.stage == STAGE_FLUSH else audit.reason
+        self._metrics.suppressed.labels(reason=label, list=list_name or "").inc()
         self._settle_when_acked(futures, audit.covered)
 
     # ------------------------------------------------------------------ delivery
@@ -582,6 +620,7 @@ class IngestPipeline:
                 batch stays unsettled.
         """
         futures = []
+        self._count_dead_letters(stage, len(batch.contacts))
         for contact in batch.contacts:
             self.stats.dead_lettered += 1
             futures.append(self._dead_letters.send_nowait(
@@ -600,6 +639,8 @@ class IngestPipeline:
             await asyncio.sleep(self._tick_s)
             self._handle(self.window.poll())
             self._backpressure()
+            self._metrics.unsettled.set(self.tracker.unsettled)
+            self._metrics.paused_partitions.set(len(self._assigned) if self._paused else 0)
             now = time.monotonic()
             if now - self._last_commit >= self._commit_interval_s:
                 self._last_commit = now
@@ -609,11 +650,13 @@ class IngestPipeline:
         offsets = self.tracker.committable()
         if not offsets:
             return
+        started = time.monotonic()
         try:
             done = await self.consumer.commit(offsets)
         except KafkaError as exc:
             log.warning("commit failed (%s); retrying at the next interval", exc)
             return
+        self._metrics.commit_duration.observe(time.monotonic() - started)
         self.tracker.mark_committed(done)
         self.stats.commits += 1
 

@@ -126,7 +126,7 @@ OTHER = "other"
 
 #: Why a record could not become a contact: ``decode`` (Avro or framing) or a
 #: ``PhoneError.reason`` (see connector/phones.py).
-INVALID_REASONS = ("decode", "empty", "unparseable", "not_possible", "invalid", "too_long")
+INVALID_REASONS = ("decode", "validate", "empty", "unparseable", "not_possible", "invalid", "too_long")
 #: Why a contact was not sent (the audit record's reason, lower-cased): on a DNC list when it
 #: arrived (``dnc``) or when its batch was flushed (``dnc_at_flush``), opted out, a pending
 #: opt-in cancelled by an opt-out, or superseded by a later event of the same contact.
@@ -134,7 +134,7 @@ SUPPRESSION_REASONS = ("dnc", "dnc_at_flush", "opted_out", "cancelled_by_opt_out
 #: How many distinct DNC list names the ``list`` label admits before counting as ``other``.
 MAX_DNC_LISTS = 20
 #: Where a dead-lettered record failed (the ``__connect.errors.stage`` header).
-DLQ_STAGES = ("decode", "normalise", "validate", "window", "submit", "job", "publish")
+DLQ_STAGES = ("decode", "normalise", "validate", "window", "submit", "job", "publish", "dnc")
 DNC_STATES = ("pending", "loading", "ready", "failed")
 DNC_UPDATE_OPS = ("upsert", "delete")
 FLUSH_REASONS = ("size", "bytes", "age", "shutdown")

@@ -18,12 +18,15 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.config import CXoneSettings, Secret
 from connector.cxone.backoff import retry_delay
 from connector.cxone.exceptions import AuthError, CXoneError, ProtocolError, RetriesExhaustedError
-from connector.cxone.http import Http, request_with_retries
+from connector.cxone.http import Http, request_with_retries, retry_reason
+
+if TYPE_CHECKING:
+    from connector.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +42,14 @@ class TokenCache:
         fetch: gets a fresh ``(token, expires_in)``; its errors propagate to :meth:`get`.
         refresh_margin_s: refresh this long before expiry (capped at half the lifetime).
         clock: monotonic seconds.
+        metrics: counts fetches by outcome (``cxone_token_refreshes``); ``None``: not counted.
     """
 
     def __init__(self, fetch: Fetch, *, refresh_margin_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, metrics: Metrics | None = None) -> None:
         self._fetch = fetch
+        self._refresh_ok = metrics.cxone_token_refreshes.labels(outcome="ok") if metrics else None
+        self._refresh_error = metrics.cxone_token_refreshes.labels(outcome="error") if metrics else None
         self._margin = refresh_margin_s
         self._clock = clock
         self._token: str | None = None
@@ -65,7 +71,14 @@ class TokenCache:
             return self._token
         async with self._lock:
             if not self._valid():  # another caller may have refreshed while we waited
-                token, expires_in = await self._fetch()
+                try:
+                    token, expires_in = await self._fetch()
+                except Exception:
+                    if self._refresh_error is not None:
+                        self._refresh_error.inc()
+                    raise
+                if self._refresh_ok is not None:
+                    self._refresh_ok.inc()
                 margin = min(self._margin, max(expires_in, 0.0) / 2)
                 self._token, self._refresh_at = token, self._clock() + expires_in - margin
                 self.refreshes += 1
@@ -134,7 +147,7 @@ async def _post_form(
         attempt += 1
         try:
             headers = FORM if basic is None else {**FORM, "Authorization": basic}
-            resp = await http.send("POST", url, headers=headers, data=form)
+            resp = await http.send("POST", url, headers=headers, data=form, endpoint="token")
             if resp.status in (400, 401, 403):
                 # never echo the body: some servers reflect the submitted credentials
                 raise AuthError(resp.status, "token request refused")
@@ -144,6 +157,7 @@ async def _post_form(
                 raise
             if attempt >= settings.max_request_attempts:
                 raise RetriesExhaustedError(attempt, err) from err
+            http.record_retry("token", retry_reason(err))
             await sleep(retry_delay(err, delays))
 
 
@@ -185,7 +199,7 @@ class CallListsAuth:
         self._token_endpoint: str | None = None
         self._api_endpoint: str | None = settings.api_base_url.rstrip("/") or None
         self._discovery_lock = asyncio.Lock()
-        self.tokens = TokenCache(self._fetch)
+        self.tokens = TokenCache(self._fetch, metrics=http.metrics)
 
     async def _discover_token_endpoint(self) -> str:
         if self._token_endpoint is None:
@@ -193,7 +207,7 @@ class CallListsAuth:
             resp = await request_with_retries(
                 self._http, "GET", base + "/.well-known/openid-configuration", tokens=None,
                 max_attempts=self._settings.max_request_attempts, delays=self._delays(),
-                sleep=self._sleep, what="openid discovery",
+                sleep=self._sleep, what="openid discovery", endpoint="discovery",
             )
             body = resp.json()
             endpoint = body.get("token_endpoint") if isinstance(body, dict) else None
@@ -233,7 +247,7 @@ class CallListsAuth:
                 resp = await request_with_retries(
                     self._http, "GET", base + "/.well-known/cxone-configuration", tokens=None,
                     params={"tenantId": tenant}, max_attempts=self._settings.max_request_attempts,
-                    delays=self._delays(), sleep=self._sleep, what="api discovery",
+                    delays=self._delays(), sleep=self._sleep, what="api discovery", endpoint="discovery",
                 )
                 body = resp.json()
                 endpoint = body.get("api_endpoint") if isinstance(body, dict) else None

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import urllib.parse
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -23,6 +24,9 @@ from connector.cxone.protocol import (
 )
 from connector.models import Batch
 
+if TYPE_CHECKING:
+    from connector.metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 #: The list mapping used when ``cxone.call_list_id`` is empty.
@@ -37,18 +41,19 @@ class CallListsClient:
         retrying: the retry policy.
         session: a shared session, or None to own one.
         max_records: records per upload file (the API's limit is 500,000).
+        metrics: where requests, retries and token fetches are counted (``None``: nowhere).
     """
 
     profile = "call-lists"
 
     def __init__(self, settings: CXoneSettings, retrying: Retrying, *,
                  session: aiohttp.ClientSession | None = None,
-                 max_records: int = CALL_LISTS_MAX_RECORDS) -> None:
+                 max_records: int = CALL_LISTS_MAX_RECORDS, metrics: Metrics | None = None) -> None:
         self._settings = settings
         self._retrying = retrying
         self._own_session = session is None
         self._session = session if session is not None else make_session(settings)
-        self._http = Http(self._session)
+        self._http = Http(self._session, metrics=metrics)
         self.auth = CallListsAuth(self._http, settings, delays=retrying.delays, sleep=retrying.sleep)
         self.tokens = self.auth.tokens
         self.list_id = settings.call_list_id
@@ -59,14 +64,14 @@ class CallListsClient:
         base = f"/inContactAPI/services/{self._settings.api_version}/lists/call-lists"
         return base + ("" if not path or path.startswith("?") else "/") + path
 
-    async def _call(self, method: str, path: str, *, what: str, json: object = None) -> object:
+    async def _call(self, method: str, path: str, *, what: str, endpoint: str, json: object = None) -> object:
         async def url() -> str:
             return await self.auth.api_endpoint() + self._url(path)
 
         resp = await request_with_retries(
             self._http, method, url, tokens=self.tokens, json=json,
             max_attempts=self._retrying.max_attempts, delays=self._retrying.delays(),
-            sleep=self._retrying.sleep, what=what,
+            sleep=self._retrying.sleep, what=what, endpoint=endpoint,
         )
         return resp.json()
 
@@ -89,7 +94,8 @@ class CallListsClient:
                         {"fieldName": "PhoneNumber", "fieldValue": "phone"},
                         {"fieldName": "Email", "fieldValue": "email"},
                     ]}
-                    answer = await self._call("POST", "?" + query, what="create call list", json=body)
+                    answer = await self._call("POST", "?" + query, what="create call list",
+                                              endpoint="create_list", json=body)
                     list_id = answer.get("listId") if isinstance(answer, dict) else None
                     if not isinstance(list_id, str | int) or not str(list_id):
                         raise ProtocolError("create call list answer carries no listId")
@@ -114,7 +120,8 @@ class CallListsClient:
         path = urllib.parse.quote(self.list_id, safe="") + "/upload"
         for index, body in enumerate(bodies):
             count = min(self.max_records, len(batch.contacts) - index * self.max_records)
-            answer = await self._call("POST", path, what="call-list upload", json=body)
+            answer = await self._call("POST", path, what="call-list upload", endpoint="upload",
+                                      json=body)
             jobs.append(SubmittedJob(call_list_job_id(answer), count))
         return jobs
 
@@ -124,7 +131,8 @@ class CallListsClient:
         Raises:
             CXoneError: the request failed or the answer does not list the job.
         """
-        answer = await self._call("GET", "jobs/" + urllib.parse.quote(job_id, safe=""), what="upload job")
+        answer = await self._call("GET", "jobs/" + urllib.parse.quote(job_id, safe=""), what="upload job",
+                                  endpoint="job_status")
         return call_list_job_update(answer, job_id)
 
     def push_url(self) -> str | None:

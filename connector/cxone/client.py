@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 
@@ -18,6 +18,9 @@ from connector.cxone.auth import TokenCache
 from connector.cxone.backoff import Jitter, backoff, full_jitter
 from connector.cxone.protocol import JobUpdate
 from connector.models import Batch
+
+if TYPE_CHECKING:
+    from connector.metrics import Metrics
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -96,6 +99,7 @@ def make_client(
     session: aiohttp.ClientSession | None = None,
     jitter: Jitter = full_jitter,
     sleep: Sleep = asyncio.sleep,
+    metrics: Metrics | None = None,
 ) -> ProfileClient:
     """The client for ``settings.profile``.
 
@@ -104,6 +108,7 @@ def make_client(
             closes it in ``close()``.
         jitter: backoff jitter (inject :func:`~connector.cxone.backoff.no_jitter` in tests).
         sleep: the sleep used between retries.
+        metrics: where requests, retries and token fetches are counted (``None``: nowhere).
 
     Raises:
         ValueError: an unknown profile.
@@ -112,9 +117,9 @@ def make_client(
     if settings.profile == "v2":
         from connector.cxone.v2 import V2Client
 
-        return V2Client(settings, retrying, session=session)
+        return V2Client(settings, retrying, session=session, metrics=metrics)
     if settings.profile == "call-lists":
         from connector.cxone.calllists import CallListsClient
 
-        return CallListsClient(settings, retrying, session=session)
+        return CallListsClient(settings, retrying, session=session, metrics=metrics)
     raise ValueError(f"unknown CXone profile {settings.profile!r}")

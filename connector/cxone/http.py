@@ -19,11 +19,21 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from connector.cxone.backoff import error_for_exception, error_for_status, retry_delay
-from connector.cxone.exceptions import AuthError, CXoneError, ProtocolError, RetriesExhaustedError
+from connector.cxone.exceptions import (
+    AuthError,
+    CXoneError,
+    ProtocolError,
+    RateLimitedError,
+    RetriesExhaustedError,
+    ServerError,
+    TransportError,
+)
+from connector.metrics import status_class
 
 if TYPE_CHECKING:
     from connector.config import CXoneSettings
     from connector.cxone.auth import TokenCache
+    from connector.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +74,48 @@ def make_session(settings: CXoneSettings) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(timeout=timeout, raise_for_status=False)
 
 
+def retry_reason(err: CXoneError) -> str:
+    """The ``reason`` label of a retry after ``err`` (see :data:`connector.metrics.RETRY_REASONS`)."""
+    if isinstance(err, RateLimitedError):
+        return "rate_limited"
+    if isinstance(err, ServerError):
+        return "server_error"
+    if isinstance(err, TransportError):
+        return "io_error"
+    if isinstance(err, AuthError):
+        return "unauthorized"
+    return "other"
+
+
 class Http:
     """Sends single requests on a shared session.
 
     Args:
         session: the aiohttp session (owned by the caller).
         clock: epoch seconds, for ``Retry-After`` dates.
+        metrics: where CXone requests are counted (requests sent with an ``endpoint``);
+            ``None`` records nothing (the webhook sender shares this class).
     """
 
-    def __init__(self, session: aiohttp.ClientSession, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, session: aiohttp.ClientSession, *, clock: Callable[[], float] = time.time,
+                 metrics: Metrics | None = None) -> None:
         self.session = session
         self.clock = clock
+        self.metrics = metrics
+
+    def _record(self, endpoint: str | None, status: int | None, started: float) -> None:
+        m = self.metrics
+        if m is None or endpoint is None:
+            return
+        m.cxone_requests.labels(endpoint=endpoint, status_class=status_class(status)).inc()
+        m.cxone_request_duration.labels(endpoint=endpoint).observe(time.monotonic() - started)
+        if status == 429:
+            m.cxone_rate_limited.labels(endpoint=endpoint).inc()
+
+    def record_retry(self, endpoint: str | None, reason: str) -> None:
+        """Count one retry of ``endpoint`` (a no-op without metrics or endpoint)."""
+        if self.metrics is not None and endpoint is not None:
+            self.metrics.cxone_retries.labels(endpoint=endpoint, reason=reason).inc()
 
     async def send(
         self,
@@ -85,22 +126,32 @@ class Http:
         json: Any = None,
         data: bytes | str | None = None,
         params: Mapping[str, str] | None = None,
+        endpoint: str | None = None,
     ) -> Response:
         """One request, fully read.
+
+        Args:
+            endpoint: the ``endpoint`` label (:data:`connector.metrics.CXONE_ENDPOINTS`) the
+                request is counted and timed under; ``None`` does not count it.
 
         Raises:
             TransportError: connection error, disconnect or timeout.
         """
+        started = time.monotonic()
         try:
             async with self.session.request(
                 method, url, headers=dict(headers or {}), json=json, data=data, params=params
             ) as resp:
                 body = await resp.read()
-                return Response(resp.status, dict(resp.headers), body)
+                result = Response(resp.status, dict(resp.headers), body)
         except aiohttp.ClientError as exc:
+            self._record(endpoint, None, started)
             raise error_for_exception(OSError(f"{type(exc).__name__}: {exc}")) from None
         except (TimeoutError, OSError) as exc:
+            self._record(endpoint, None, started)
             raise error_for_exception(exc) from None
+        self._record(endpoint, result.status, started)
+        return result
 
     def check(self, resp: Response) -> Response:
         """``resp`` when it is a success.
@@ -128,6 +179,7 @@ async def request_with_retries(
     params: Mapping[str, str] | None = None,
     sleep: Sleep = asyncio.sleep,
     what: str = "request",
+    endpoint: str | None = None,
 ) -> Response:
     """Send a request until it succeeds, fails fatally, or ``max_attempts`` are used.
 
@@ -137,6 +189,7 @@ async def request_with_retries(
         url: the URL, or an async callable giving it (discovered endpoints).
         tokens: the profile's token cache; None for unauthenticated calls.
         delays: backoff delays for retriable failures without ``Retry-After``.
+        endpoint: the metrics ``endpoint`` label of this call (``None``: not counted).
 
     Raises:
         AuthError: credentials refused after one refresh.
@@ -155,7 +208,8 @@ async def request_with_retries(
                 token = await tokens.get()
                 full_headers["Authorization"] = f"Bearer {token}"
             target = url if isinstance(url, str) else await url()
-            return http.check(await http.send(method, target, headers=full_headers, json=json, params=params))
+            return http.check(await http.send(method, target, headers=full_headers, json=json, params=params,
+                                              endpoint=endpoint))
         except CXoneError as err:
             if isinstance(err, AuthError) and err.status == 401 and tokens is not None and not refreshed:
                 refreshed = True
@@ -163,12 +217,14 @@ async def request_with_retries(
                     tokens.invalidate(token)
                 log.info("%s: 401, refreshing the token once", what)
                 attempt -= 1  # the refresh is not a failed attempt
+                http.record_retry(endpoint, "unauthorized")
                 continue
             if not err.retriable:
                 raise
             if attempt >= max_attempts:
                 raise RetriesExhaustedError(attempt, err) from err
             delay = retry_delay(err, delays)
+            http.record_retry(endpoint, retry_reason(err))
             log.info("%s failed (attempt %d/%d, %s); retrying in %.2fs",
                      what, attempt, max_attempts, type(err).__name__, delay)
             await sleep(delay)

@@ -24,6 +24,7 @@ from connector.cxone.client import ProfileClient
 from connector.cxone.exceptions import CXoneError, ProtocolError
 from connector.cxone.jobs import JobTracker
 from connector.cxone.protocol import JobUpdate, v2_parse_event, v2_subscribe_frame
+from connector.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class JobMonitor:
             it must not block.
         reconnect_delays: backoff for WebSocket reconnects.
         clock: monotonic seconds.
+        metrics: WebSocket state, reconnects, events and polling fallbacks (a private
+            registry when ``None``).
     """
 
     def __init__(
@@ -57,8 +60,10 @@ class JobMonitor:
         *,
         reconnect_delays: Callable[[], Iterator[float]] = lambda: backoff(0.5, 30.0),
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self._client = client
+        self._metrics = metrics if metrics is not None else Metrics()
         self._settings = settings
         self._on_update = on_update
         self._reconnect_delays = reconnect_delays
@@ -158,6 +163,7 @@ class JobMonitor:
             log.warning("ignoring a malformed event frame: %s", err)
             return
         if update is not None:
+            self._metrics.ws_events.inc()
             self._emit(self.tracker.on_update(update, self._clock()))
 
     async def _ws_loop(self) -> None:
@@ -192,11 +198,14 @@ class JobMonitor:
     async def _serve(self, ws: ClientConnection) -> None:
         """Subscribe, then read events until the socket closes (or a ping times out)."""
         self.connects += 1
+        if self.connects > 1:
+            self._metrics.ws_reconnects.inc()
         # events sent while we were away are lost: poll every pending job once
         self.tracker.poll_all_soon(self._clock())
         self._ws = ws
         try:
             self.push_up = True  # before subscribing, so a job watched meanwhile subscribes itself
+            self._metrics.ws_connected.set(1)
             await self._subscribe(ws)
             self._wake.set()
             async for frame in ws:
@@ -206,4 +215,7 @@ class JobMonitor:
         finally:
             self.push_up = False
             self._ws = None
+            self._metrics.ws_connected.set(0)
             self._wake.set()
+        # not reached when cancelled (shutdown): only a real drop falls back to polling
+        self._metrics.ws_polling_fallbacks.inc()

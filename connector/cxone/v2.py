@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import urllib.parse
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -14,6 +15,9 @@ from connector.cxone.client import Retrying, SubmittedJob
 from connector.cxone.http import Http, make_session, request_with_retries
 from connector.cxone.protocol import JobUpdate, v2_bulk_body, v2_job_id, v2_job_update
 from connector.models import Batch
+
+if TYPE_CHECKING:
+    from connector.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -26,28 +30,29 @@ class V2Client:
             ``client_id``/``client_secret``/``scopes``, ``contact_list_id``.
         retrying: the retry policy.
         session: a shared session, or None to own one.
+        metrics: where requests, retries and token fetches are counted (``None``: nowhere).
     """
 
     profile = "v2"
 
     def __init__(self, settings: CXoneSettings, retrying: Retrying, *,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None, metrics: Metrics | None = None) -> None:
         self._settings = settings
         self._retrying = retrying
         self._own_session = session is None
         self._session = session if session is not None else make_session(settings)
-        self._http = Http(self._session)
+        self._http = Http(self._session, metrics=metrics)
         self._base = settings.base_url.rstrip("/")
         self.list_id = settings.contact_list_id
         self.tokens = TokenCache(v2_token_fetcher(self._http, settings, delays=retrying.delays,
-                                                  sleep=retrying.sleep))
+                                                  sleep=retrying.sleep), metrics=metrics)
 
-    async def _call(self, method: str, path: str, *, what: str, headers: Mapping[str, str] | None = None,
-                    json: object = None) -> object:
+    async def _call(self, method: str, path: str, *, what: str, endpoint: str,
+                    headers: Mapping[str, str] | None = None, json: object = None) -> object:
         resp = await request_with_retries(
             self._http, method, self._base + path, tokens=self.tokens, headers=headers, json=json,
             max_attempts=self._retrying.max_attempts, delays=self._retrying.delays(),
-            sleep=self._retrying.sleep, what=what,
+            sleep=self._retrying.sleep, what=what, endpoint=endpoint,
         )
         return resp.json()
 
@@ -61,6 +66,7 @@ class V2Client:
         """
         body = v2_bulk_body(self.list_id, batch.contacts)
         answer = await self._call("POST", "/api/v2/outbound/contactlistitems/bulkinsert", what="bulk insert",
+                                  endpoint="bulk_insert",
                                   headers={"Idempotency-Key": batch.idempotency_key()}, json=body)
         return [SubmittedJob(v2_job_id(answer), len(batch.contacts))]
 
@@ -71,7 +77,7 @@ class V2Client:
             CXoneError: the request failed or the answer is malformed.
         """
         path = "/api/v2/outbound/jobs/" + urllib.parse.quote(job_id, safe="")
-        return v2_job_update(await self._call("GET", path, what="job status"))
+        return v2_job_update(await self._call("GET", path, what="job status", endpoint="job_status"))
 
     def push_url(self) -> str | None:
         """``ws_url`` or ``base_url`` with a ws scheme and ``/api/v2/events``."""

@@ -44,6 +44,7 @@ from connector.errors import SerdeError
 from connector.kafka.dead_letters import DeadLetterWriter
 from connector.kafka.dlq import plain_headers
 from connector.kafka.exceptions import DncBootstrapError, KafkaError, ProduceError, from_kafka_error
+from connector.metrics import Metrics
 from connector.serde import read_dnc_list_name, unframe
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ _PARTITION_EOF: int = getattr(RdKafkaError, "_PARTITION_EOF")  # noqa: B009
 STAGE = "dnc"
 #: Dead letters scheduled on the loop and not yet acknowledged, before the thread waits.
 _MAX_OUTSTANDING_DLQ = 10_000
+#: How often the thread refreshes the table-size and lag gauges.
+_REPORT_INTERVAL_S = 1.0
 
 
 class DncTableLike(Protocol):
@@ -80,6 +83,7 @@ class DncSource:
         chunk_size: additions applied under one lock acquisition.
         poll_timeout_s: how long one ``consume()`` call may block once live.
         metadata_timeout_s: deadline for the topic's metadata and watermarks at start-up.
+        metrics: the ``dnc_*`` families and DNC dead letters (a private registry when ``None``).
     """
 
     def __init__(
@@ -94,8 +98,13 @@ class DncSource:
         chunk_size: int = 50_000,
         poll_timeout_s: float = 0.2,
         metadata_timeout_s: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._config: dict[str, Any] = dict(config)
+        self._metrics = metrics if metrics is not None else Metrics()
+        self._upserts = self._metrics.dnc_updates.labels(op="upsert")
+        self._deletes = self._metrics.dnc_updates.labels(op="delete")
+        self._dead_lettered = self._metrics.dead_lettered.labels(stage=STAGE)
         self._config.update({
             "enable.auto.commit": "false",
             "enable.auto.offset.store": "false",
@@ -225,6 +234,7 @@ class DncSource:
             self._dlq_slots.release()
             log.error("cannot dead-letter a DNC record: %s", exc)
             return
+        self._dead_lettered.inc()
 
         def done(f: asyncio.Future[None]) -> None:
             self._dlq_slots.release()
@@ -264,6 +274,8 @@ class DncSource:
             self._failure = DncBootstrapError(f"DNC materialiser crashed: {exc!r}", retriable=False)
             log.exception("DNC materialiser crashed")
         finally:
+            if self._failure is not None:
+                self._metrics.set_dnc_state("failed")
             if consumer is not None:
                 try:
                     consumer.close()
@@ -285,8 +297,19 @@ class DncSource:
             for p in sorted(topic_md.partitions)
         }
 
+    def _report(self, consumer: Consumer, partitions: Iterable[int]) -> None:
+        """Refresh the table-size and lag gauges (thread side; positions and cached watermarks
+        are local to the client, no broker round trip)."""
+        self._metrics.dnc_numbers.set(len(self))
+        lag = 0
+        for tp in consumer.position([TopicPartition(self.topic, p) for p in partitions]):
+            low, high = consumer.get_watermark_offsets(tp, cached=True)
+            lag += max(0, high - max(tp.offset, low))
+        self._metrics.dnc_lag.set(lag)
+
     def _follow(self, consumer: Consumer) -> None:
         started = time.monotonic()
+        self._metrics.set_dnc_state("loading")
         marks = self._watermarks(consumer)
         high = {p: hw for p, (_, hw) in marks.items()}
         # A partition with nothing between its low and high watermark has nothing to read.
@@ -295,10 +318,15 @@ class DncSource:
         log.info("DNC bootstrap: %d partition(s), %d record(s) at most",
                  len(marks), sum(hw - max(low, 0) for low, hw in marks.values()))
         bootstrapping = True
+        next_report = 0.0
         while not self._stop.is_set():
             if bootstrapping and not pending:
                 bootstrapping = False
                 self.bootstrap_seconds = time.monotonic() - started
+                # the gauges say "ready" before /readyz can
+                self._report(consumer, marks)
+                self._metrics.dnc_bootstrap_duration.set(self.bootstrap_seconds)
+                self._metrics.set_dnc_state("ready")
                 self._ready_flag.set()
                 self._call_loop(self._set_ready)
                 log.info("DNC bootstrap complete: %d record(s) in %.2fs, %d number(s) blocked",
@@ -306,7 +334,14 @@ class DncSource:
             timeout = 0.05 if bootstrapping else self._poll_timeout_s
             messages = consumer.consume(num_messages=self._batch_size, timeout=timeout)
             self.last_poll = time.monotonic()
+            added, removed = self.added, self.removed
             eof = self._apply(messages)
+            if not bootstrapping:  # live updates only; the bootstrap is the table itself
+                self._upserts.inc(self.added - added)
+                self._deletes.inc(self.removed - removed)
+            if self.last_poll >= next_report:
+                next_report = self.last_poll + _REPORT_INTERVAL_S
+                self._report(consumer, marks)
             if bootstrapping:
                 self.bootstrap_records += len(messages) - len(eof)
                 for p, offset in eof.items():

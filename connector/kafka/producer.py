@@ -25,6 +25,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from connector.kafka.exceptions import KafkaError, ProduceError, from_kafka_error
+from connector.metrics import OTHER, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,20 @@ class AsyncProducer:
         config: librdkafka settings (see :func:`connector.kafka.client_config.producer_config`).
             Idempotence is forced on.
         poll_interval_s: how long one poll of the delivery thread blocks.
+        metrics: counts failed records in ``produce_errors`` (a private registry when ``None``).
+        topic_roles: topic name -> role (a ``TopicSettings`` field name), the ``topic`` label
+            of ``produce_errors``; other topics count as ``other``.
 
     No network work happens in ``__init__``; call :meth:`start` first.
     """
 
-    def __init__(self, config: Mapping[str, str], *, poll_interval_s: float = 0.05) -> None:
+    def __init__(
+        self, config: Mapping[str, str], *, poll_interval_s: float = 0.05, metrics: Metrics | None = None,
+        topic_roles: Mapping[str, str] | None = None,
+    ) -> None:
         self._config: dict[str, Any] = dict(config)
+        self._metrics = metrics if metrics is not None else Metrics()
+        self._topic_roles = dict(topic_roles or {})
         self._config["enable.idempotence"] = "true"
         self._poll_interval_s = poll_interval_s
         self._producer: Producer | None = None
@@ -143,6 +152,10 @@ class AsyncProducer:
             exc, self._latched = self._latched, None
             raise exc
 
+    def _count_error(self, topic: str) -> None:
+        """Count one record that could not be produced (any thread: counters are thread-safe)."""
+        self._metrics.produce_errors.labels(topic=self._topic_roles.get(topic, OTHER)).inc()
+
     def produce_nowait(
         self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None
     ) -> asyncio.Future[None]:
@@ -161,6 +174,8 @@ class AsyncProducer:
 
         def on_delivery(err: Any, _msg: Any) -> None:
             results.append((fut, err))
+            if err is not None:
+                self._count_error(topic)
 
         try:
             self._producer.produce(topic, value=value, key=key, headers=list(headers) if headers else None,
@@ -168,6 +183,7 @@ class AsyncProducer:
         except BufferError:
             raise ProduceError("local producer queue is full", retriable=True, code="_QUEUE_FULL") from None
         except KafkaException as exc:
+            self._count_error(topic)
             raise from_kafka_error(ProduceError, exc.args[0], f"cannot produce to {topic}") from None
         self._in_flight += 1
         self._idle.clear()

@@ -1,0 +1,127 @@
+"""Plain data shared by every stage: source references, decoded contact events, batches.
+
+Pure: no I/O, no Kafka, no asyncio. Other modules import these shapes, so names and fields
+are a contract; add to them, never rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+#: ``(topic, partition)``.
+TP = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where one consumed record came from."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def tp(self) -> TP:
+        """The record's ``(topic, partition)``."""
+        return (self.topic, self.partition)
+
+
+@dataclass(slots=True)
+class ContactEvent:
+    """One decoded, normalised CRM record.
+
+    ``raw`` and ``headers`` are the original value bytes and headers, kept so the record can
+    be dead-lettered byte for byte.
+    """
+
+    source: SourceRef
+    key: bytes | None
+    raw: bytes
+    headers: list[tuple[str, bytes]]
+    produced_at_ms: int
+    event_id: str
+    contact_id: str
+    phone_e164: str
+    opted_in: bool
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    custom_fields: dict[str, str]
+    changed_at_ms: int
+    source_system: str
+
+
+def source_ranges(refs: Iterable[SourceRef]) -> list[tuple[str, int, int, int]]:
+    """Group source references into contiguous offset runs.
+
+    Args:
+        refs: any source references, in any order; duplicates are ignored.
+
+    Returns:
+        ``(topic, partition, first, last)`` tuples, sorted by topic, partition and offset;
+        each run covers every offset from ``first`` to ``last`` inclusive.
+    """
+    by_tp: dict[TP, set[int]] = {}
+    for ref in refs:
+        by_tp.setdefault((ref.topic, ref.partition), set()).add(ref.offset)
+    runs: list[tuple[str, int, int, int]] = []
+    for (topic, partition), offsets in sorted(by_tp.items()):
+        ordered = sorted(offsets)
+        first = prev = ordered[0]
+        for off in ordered[1:]:
+            if off != prev + 1:
+                runs.append((topic, partition, first, prev))
+                first = off
+            prev = off
+        runs.append((topic, partition, first, prev))
+    return runs
+
+
+def batch_id_for(refs: Iterable[SourceRef]) -> str:
+    """A deterministic batch id derived from the covered source offsets.
+
+    The same set of records always gives the same id, whatever their order, so a batch
+    rebuilt after a restart from the same records carries the same id (and idempotency key).
+
+    Returns:
+        ``"b-"`` followed by 32 hex digits of a SHA-256 over the contiguous offset runs.
+    """
+    digest = hashlib.sha256()
+    for topic, partition, first, last in source_ranges(refs):
+        digest.update(f"{topic}\x00{partition}\x00{first}\x00{last}\n".encode())
+    return "b-" + digest.hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class Batch:
+    """What the window hands to delivery.
+
+    Attributes:
+        batch_id: deterministic, derived from the covered source offsets (:func:`batch_id_for`).
+        contacts: compliant contacts, one per contact id (last write wins), DNC-checked at flush.
+        covered: every source record this batch settles: the winners and the superseded ones.
+        flush_reason: ``"size"``, ``"bytes"``, ``"age"`` or ``"shutdown"``.
+        created_at: monotonic seconds when the window flushed.
+        attempt: delivery attempt, 1 for the first submission.
+    """
+
+    batch_id: str
+    contacts: list[ContactEvent]
+    covered: list[SourceRef]
+    flush_reason: str
+    created_at: float
+    attempt: int = 1
+
+    def source_ranges(self) -> list[tuple[str, int, int, int]]:
+        """The covered records as ``(topic, partition, first, last)`` contiguous runs."""
+        return source_ranges(self.covered)
+
+    def idempotency_key(self) -> str:
+        """A key the sink uses to drop repeats of this submission.
+
+        Derived from ``batch_id`` and ``attempt`` with SHA-256, so it is stable across
+        restarts for the same records and the same attempt.
+        """
+        return hashlib.sha256(f"{self.batch_id}:{self.attempt}".encode()).hexdigest()

@@ -1,0 +1,202 @@
+"""Phone numbers to E.164, with a bounded cache so repeated numbers cost a dict look-up.
+
+Pure: phonenumbers only, no I/O. A CRM sends the same numbers again and again (every
+change of a contact repeats its phone), so both results and rejections are cached, keyed
+by ``(raw, region_hint)``.
+
+Rejection reasons (bounded, usable as metric labels):
+
+- ``empty``: nothing but whitespace;
+- ``too_long``: longer than :data:`MAX_RAW_LENGTH` characters, or too many digits;
+- ``unparseable``: non-printable characters, or phonenumbers cannot read it;
+- ``not_possible``: the wrong length for its country;
+- ``invalid``: a possible length, but no such number range exists.
+"""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat
+
+from connector.errors import PhoneError
+
+#: Input longer than this is rejected before parsing: no real phone needs it, and it keeps
+#: hostile input from costing a parse.
+MAX_RAW_LENGTH = 64
+
+#: What :meth:`PhoneNormalizer.normalize` always returns.
+E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
+
+_E164 = PhoneNumberFormat.E164
+#: Separators a spelling may hold that phonenumbers ignores (see ``_canonical``).
+_PUNCTUATION = str.maketrans("", "", " \t-().")
+
+
+def mask_phone(raw: str) -> str:
+    """Mask a phone number for logs and error messages: only the last 2 digits stay.
+
+    The output length does not depend on the input, so it reveals nothing but those digits.
+    """
+    digits = [c for c in raw[-MAX_RAW_LENGTH:] if c.isascii() and c.isdigit()]
+    return "***" + "".join(digits[-2:])
+
+
+class PhoneNormalizer:
+    """Normalise raw CRM phone strings to E.164.
+
+    The event's region hint is tried first, then the default region. Results and rejections
+    are cached; when the cache is full the oldest entry is dropped (first in, first out:
+    cheap, and good enough when repeats are frequent).
+
+    Args:
+        default_region: ISO 3166 region for national-format numbers without a usable hint.
+        cache_size: most entries kept in the cache; 0 disables it.
+
+    Raises:
+        ValueError: ``default_region`` is not a region phonenumbers knows, or
+            ``cache_size`` is negative.
+    """
+
+    __slots__ = ("_cache", "_cache_size", "_default", "hits", "misses")
+
+    def __init__(self, default_region: str = "US", cache_size: int = 200_000) -> None:
+        region = default_region.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown default region {default_region!r}")
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
+        self._default = region
+        self._cache_size = cache_size
+        # Value: the E.164 string, or (reason, message) for a rejection.
+        self._cache: dict[tuple[str, str | None], str | tuple[str, str]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def default_region(self) -> str:
+        """The region used for national-format numbers."""
+        return self._default
+
+    def cache_len(self) -> int:
+        """How many entries the cache holds now."""
+        return len(self._cache)
+
+    def normalize(self, raw: str, region_hint: str | None = None) -> str:
+        """Return ``raw`` as E.164, for example ``"+14155550123"``.
+
+        Args:
+            raw: the phone as the CRM holds it (any punctuation, national or international).
+            region_hint: the event's ISO 3166 region, tried before the default region;
+                an unknown region is ignored.
+
+        Returns:
+            A string matching :data:`E164_RE`.
+
+        Raises:
+            PhoneError: the number cannot be normalised; ``reason`` says why. The message
+                shows only the last 2 digits.
+        """
+        if not isinstance(raw, str) or not (region_hint is None or isinstance(region_hint, str)):
+            raise PhoneError("phone or region hint is not a string", reason="unparseable")
+        key = (raw, region_hint)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self.hits += 1
+            if isinstance(cached, str):
+                return cached
+            raise PhoneError(cached[1], reason=cached[0])
+        # The same number in another spelling ("(212) 345-6789" after "212-345-6789") costs a
+        # look-up too: successes are also cached under the bare digits. Rejections are not, so
+        # an odd spelling can never reject a number that parses.
+        canon = _canonical(raw, region_hint)
+        if canon is not None:
+            known = self._cache.get(canon)
+            if isinstance(known, str):
+                self.hits += 1
+                return known
+        self.misses += 1
+        try:
+            result: str | tuple[str, str] = self._parse(raw, region_hint)
+        except PhoneError as exc:
+            result = (exc.reason, str(exc))
+        if self._cache_size:
+            if len(self._cache) >= self._cache_size:
+                # Drop the oldest entry (dicts keep insertion order).
+                del self._cache[next(iter(self._cache))]
+            self._cache[key] = result
+            if canon is not None and isinstance(result, str) and canon != key:
+                if len(self._cache) >= self._cache_size:
+                    del self._cache[next(iter(self._cache))]
+                self._cache[canon] = result
+        if isinstance(result, str):
+            return result
+        raise PhoneError(result[1], reason=result[0])
+
+    def _parse(self, raw: str, region_hint: str | None) -> str:
+        if len(raw) > MAX_RAW_LENGTH:
+            raise PhoneError(f"phone longer than {MAX_RAW_LENGTH} characters", reason="too_long")
+        text = raw.strip()
+        if not text:
+            raise PhoneError("phone is empty", reason="empty")
+        if not text.isprintable():
+            raise PhoneError(f"phone {mask_phone(text)} has non-printable characters", reason="unparseable")
+        regions: list[str] = []
+        if region_hint:
+            hint = region_hint.strip().upper()
+            if hint in phonenumbers.SUPPORTED_REGIONS:
+                regions.append(hint)
+        if self._default not in regions:
+            regions.append(self._default)
+        if text.startswith("+"):
+            # International format: the region does not matter.
+            regions = regions[:1]
+        errors: list[PhoneError] = []
+        for region in regions:
+            try:
+                return _parse_in(text, region)
+            except PhoneError as exc:
+                errors.append(exc)
+        # The hint's error is the most telling one.
+        raise errors[0]
+
+
+def _canonical(raw: str, region_hint: str | None) -> tuple[str, str | None] | None:
+    """The cache key of ``raw`` by its digits alone, when punctuation is all it holds besides them.
+
+    ``+`` and digits ignore the region; bare digits keep the hint. None for anything else
+    (letters, extensions, other symbols): such input is only cached as written.
+    """
+    text = raw.strip()
+    plus = text.startswith("+")
+    digits = (text[1:] if plus else text).translate(_PUNCTUATION)
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return None
+    return ("+" + digits, None) if plus else (digits, region_hint)
+
+
+def _parse_in(text: str, region: str) -> str:
+    """Parse ``text`` in ``region`` and return E.164.
+
+    Raises:
+        PhoneError: unparseable, not possible or invalid in this region (the message masks
+            the number; masking only on failure keeps the hot path short).
+    """
+    try:
+        number = phonenumbers.parse(text, region)
+    except NumberParseException as exc:
+        reason = "too_long" if exc.error_type == NumberParseException.TOO_LONG else "unparseable"
+        raise PhoneError(f"phone {mask_phone(text)} cannot be parsed (region {region})",
+                         reason=reason) from None
+    if not phonenumbers.is_possible_number(number):
+        raise PhoneError(f"phone {mask_phone(text)} is not a possible number (region {region})",
+                         reason="not_possible")
+    if not phonenumbers.is_valid_number(number):
+        raise PhoneError(f"phone {mask_phone(text)} is not a valid number (region {region})",
+                         reason="invalid")
+    e164 = str(phonenumbers.format_number(number, _E164))
+    if E164_RE.match(e164) is None:
+        # Defensive: phonenumbers accepted something E.164 cannot hold.
+        raise PhoneError(f"phone {mask_phone(text)} has no E.164 form", reason="invalid")
+    return e164

@@ -1,0 +1,418 @@
+"""The window: compliant contacts gathered into batches. Pure, with an injected clock.
+
+Rules, per record handed to :meth:`Window.add` (in consume order):
+
+1. The last write per contact id wins. The record it replaces is *superseded*: it is not
+   sent, but it is settled with whatever settles the winner (it goes into that batch's
+   ``covered``, or that audit outcome's ``covered``).
+2. An opt-out never enters the window. It is reported at once as an audit outcome
+   (``OPTED_OUT``); a pending opt-in of the same contact is cancelled and reported too
+   (``CANCELLED_BY_OPT_OUT``). Neither is in any batch.
+3. ``add()`` checks an opt-in against the DNC table on arrival (the caller does not): a
+   blocked number is reported at once (``DNC``, stage ``ARRIVAL``) and, being the last
+   write, it supersedes any pending opt-in of that contact (reported as ``SUPERSEDED``).
+4. A contact whose payload alone cannot fit in ``max_bytes`` is rejected (``TOO_LARGE``)
+   for the caller to dead-letter; it too supersedes a pending opt-in of the contact.
+5. A batch is flushed when it reaches ``max_items`` (``"size"``), when adding a record
+   would take its estimated payload above ``max_bytes`` (``"bytes"``, flushed *before*
+   that record goes in), when the window is ``max_age_s`` old, measured from the first
+   record that went into an empty window (``"age"``, checked by :meth:`Window.poll` and on
+   every ``add()``), and on :meth:`Window.flush_all` (``"shutdown"``).
+6. At flush every number is checked against the DNC table again; a blocked contact is
+   reported (``DNC``, stage ``FLUSH``) instead of being sent.
+7. :meth:`Window.revoke` drops every buffered record of the revoked partitions; nothing is
+   settled for them (the next owner reads them again). Records of kept partitions that
+   were superseded by a dropped record come back in the next output's ``released``: the
+   caller settles them without writing anything.
+
+Every record handed to ``add()`` comes back exactly once: in one batch's ``covered``, in
+one audit or reject outcome's ``covered``, in one ``released``, or dropped by ``revoke``.
+The caller writes each audit record (or dead letter) and settles its ``covered`` after the
+producer acknowledged it; a batch's ``covered`` is settled by the delivery side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from connector.models import TP, Batch, ContactEvent, SourceRef, batch_id_for
+
+REASON_DNC = "DNC"
+REASON_OPTED_OUT = "OPTED_OUT"
+REASON_CANCELLED = "CANCELLED_BY_OPT_OUT"
+REASON_SUPERSEDED = "SUPERSEDED"
+REASON_TOO_LARGE = "TOO_LARGE"
+
+STAGE_ARRIVAL = "ARRIVAL"
+STAGE_FLUSH = "FLUSH"
+
+#: Bytes reserved for the bulk-insert envelope around the items:
+#: ``{"contactListId": "<uuid>", "items": [...]}`` with room for a long list id.
+DEFAULT_ENVELOPE_BYTES = 128
+
+
+def _json_str_len(value: str | None) -> int:
+    """Bytes of ``value`` as a JSON string with ``json.dumps`` defaults (ensure_ascii)."""
+    if value is None:
+        return 4  # null
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return len(value) + 2
+    return len(json.dumps(value))
+
+
+# '{"phoneNumber": , "firstName": , "lastName": , "email": , "customFields": {}}'
+_ITEM_FIXED = len(
+    json.dumps({"phoneNumber": "", "firstName": "", "lastName": "", "email": "", "customFields": {}})
+) - 4 * 2
+
+
+def v2_item(contact: ContactEvent) -> dict[str, object]:
+    """The ``v2`` bulk-insert item for a contact, as the tutorial maps it.
+
+    :func:`contact_payload_bytes` measures exactly ``json.dumps`` of this dict.
+    """
+    return {
+        "phoneNumber": contact.phone_e164,
+        "firstName": contact.first_name,
+        "lastName": contact.last_name,
+        "email": contact.email,
+        "customFields": dict(contact.custom_fields),
+    }
+
+
+def contact_payload_bytes(contact: ContactEvent) -> int:
+    """Estimate a contact's size in a ``v2`` bulk-insert body.
+
+    The size is that of ``json.dumps(v2_item(contact))`` with the defaults (ASCII escapes,
+    ``", "`` and ``": "`` separators), the most verbose common encoding, so it is an upper
+    bound for compact ones. A missing name or email counts as ``null``.
+    """
+    size = (
+        _ITEM_FIXED
+        + _json_str_len(contact.phone_e164)
+        + _json_str_len(contact.first_name)
+        + _json_str_len(contact.last_name)
+        + _json_str_len(contact.email)
+    )
+    fields = contact.custom_fields
+    if fields:
+        size += 4 * len(fields) - 2  # ": " per pair, ", " between pairs
+        for key, value in fields.items():
+            size += _json_str_len(key) + _json_str_len(value)
+    return size
+
+
+def item_cost(contact: ContactEvent) -> int:
+    """What one contact adds to a batch body: its payload plus the ``", "`` separator."""
+    return contact_payload_bytes(contact) + 2
+
+
+def batch_payload_bytes(
+    contacts: Iterable[ContactEvent], envelope_bytes: int = DEFAULT_ENVELOPE_BYTES
+) -> int:
+    """The estimate the window keeps under ``max_bytes`` for a batch of ``contacts``."""
+    return envelope_bytes + sum(item_cost(c) for c in contacts)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowLimits:
+    """When the window flushes.
+
+    Raises:
+        ValueError: a limit is not positive, or ``max_bytes`` leaves no room for an item.
+    """
+
+    max_items: int = 10_000
+    max_bytes: int = 8_000_000
+    max_age_s: float = 5.0
+    envelope_bytes: int = DEFAULT_ENVELOPE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.max_items < 1:
+            raise ValueError("max_items must be >= 1")
+        if self.max_age_s <= 0:
+            raise ValueError("max_age_s must be > 0")
+        if self.envelope_bytes < 0 or self.max_bytes <= self.envelope_bytes:
+            raise ValueError("max_bytes must exceed envelope_bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOutcome:
+    """A record (and what it superseded) that is not sent, for the audit topic.
+
+    Attributes:
+        event: the record the outcome is about.
+        reason: ``DNC``, ``OPTED_OUT``, ``CANCELLED_BY_OPT_OUT`` or ``SUPERSEDED``.
+        stage: ``ARRIVAL`` or ``FLUSH``: when the decision was taken.
+        list_name: the DNC list for ``DNC``; otherwise None.
+        checked_at: clock time of the decision.
+        covered: every source record this outcome settles (``event`` and the records it
+            superseded).
+    """
+
+    event: ContactEvent
+    reason: str
+    stage: str
+    list_name: str | None
+    checked_at: float
+    covered: tuple[SourceRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record the window cannot take, for the dead-letter queue.
+
+    Attributes:
+        event: the record.
+        reason: ``TOO_LARGE``.
+        message: a human-readable explanation (no phone number in it).
+        covered: the source records the dead letter settles.
+    """
+
+    event: ContactEvent
+    reason: str
+    message: str
+    covered: tuple[SourceRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowOutput:
+    """What one call to the window hands back; usually empty.
+
+    Attributes:
+        batches: flushed batches, oldest first, to submit.
+        audits: outcomes to write to the audit topic, then settle.
+        rejects: records to dead-letter, then settle.
+        released: records to settle directly (superseded by a record a revoke dropped).
+    """
+
+    batches: tuple[Batch, ...] = ()
+    audits: tuple[AuditOutcome, ...] = ()
+    rejects: tuple[Rejected, ...] = ()
+    released: tuple[SourceRef, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.batches or self.audits or self.rejects or self.released)
+
+
+EMPTY = WindowOutput()
+
+
+class _Entry:
+    """The pending winner of one contact and the records it superseded."""
+
+    __slots__ = ("cost", "event", "superseded")
+
+    def __init__(self, event: ContactEvent, cost: int) -> None:
+        self.event = event
+        self.cost = cost
+        self.superseded: list[SourceRef] | None = None
+
+    def refs(self) -> tuple[SourceRef, ...]:
+        if self.superseded is None:
+            return (self.event.source,)
+        return (*self.superseded, self.event.source)
+
+
+class _Collector:
+    """Accumulates one call's outputs without allocating when there are none."""
+
+    __slots__ = ("audits", "batches", "rejects")
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self.audits: list[AuditOutcome] = []
+        self.rejects: list[Rejected] = []
+
+
+class Window:
+    """Last-write-wins window of opt-ins, flushed into DNC-checked batches.
+
+    Single-threaded; call it from the asyncio loop only.
+
+    Args:
+        limits: when to flush.
+        clock: monotonic seconds (``time.monotonic`` in production).
+        lookup: the DNC look-up: an E.164 number to the list blocking it, or None.
+    """
+
+    def __init__(
+        self,
+        limits: WindowLimits,
+        *,
+        clock: Callable[[], float],
+        lookup: Callable[[str], str | None],
+    ) -> None:
+        self._limits = limits
+        self._clock = clock
+        self._lookup = lookup
+        self._pending: dict[str, _Entry] = {}
+        self._bytes = limits.envelope_bytes
+        self._started: float | None = None
+        self._released: list[SourceRef] = []
+
+    @property
+    def limits(self) -> WindowLimits:
+        """The flush limits."""
+        return self._limits
+
+    def __len__(self) -> int:
+        """How many contacts are pending."""
+        return len(self._pending)
+
+    @property
+    def pending_bytes(self) -> int:
+        """The estimated payload of the pending contacts, envelope included."""
+        return self._bytes
+
+    def deadline(self) -> float | None:
+        """Clock time at which :meth:`poll` will flush on age; None when the window is empty."""
+        if self._started is None:
+            return None
+        return self._started + self._limits.max_age_s
+
+    def add(self, event: ContactEvent) -> WindowOutput:
+        """Take one decoded record, in consume order.
+
+        Returns:
+            Batches flushed by this call (an aged window, a full window, or one that this
+            record would push over ``max_bytes``) and the outcomes this record caused.
+        """
+        out: _Collector | None = None
+        if self._started is not None and self._clock() - self._started >= self._limits.max_age_s:
+            out = _Collector()
+            self._flush("age", out)
+        contact_id = event.contact_id
+        previous = self._pending.get(contact_id)
+
+        blocked_by: str | None = None
+        reason: str | None = None
+        if not event.opted_in:
+            reason = REASON_OPTED_OUT
+        else:
+            blocked_by = self._lookup(event.phone_e164)
+            if blocked_by is not None:
+                reason = REASON_DNC
+        if reason is not None:
+            out = out or _Collector()
+            now = self._clock()
+            if previous is not None:
+                self._drop(contact_id, previous)
+                cancel = REASON_CANCELLED if reason == REASON_OPTED_OUT else REASON_SUPERSEDED
+                out.audits.append(
+                    AuditOutcome(previous.event, cancel, STAGE_ARRIVAL, None, now, previous.refs())
+                )
+            out.audits.append(AuditOutcome(event, reason, STAGE_ARRIVAL, blocked_by, now, (event.source,)))
+            return self._finish(out)
+
+        cost = item_cost(event)
+        limits = self._limits
+        if limits.envelope_bytes + cost > limits.max_bytes:
+            out = out or _Collector()
+            covered: tuple[SourceRef, ...] = (event.source,)
+            if previous is not None:
+                self._drop(contact_id, previous)
+                covered = (*previous.refs(), event.source)
+            message = f"contact payload of {cost} bytes exceeds max_bytes {limits.max_bytes}"
+            out.rejects.append(Rejected(event, REASON_TOO_LARGE, message, covered))
+            return self._finish(out)
+
+        growth = cost - previous.cost if previous is not None else cost
+        if self._pending and self._bytes + growth > limits.max_bytes:
+            out = out or _Collector()
+            self._flush("bytes", out)
+            previous = None  # flushed with the batch; this record starts the next window
+
+        if previous is None:
+            if self._started is None:
+                self._started = self._clock()
+            self._pending[contact_id] = _Entry(event, cost)
+            self._bytes += cost
+        else:
+            if previous.superseded is None:
+                previous.superseded = [previous.event.source]
+            else:
+                previous.superseded.append(previous.event.source)
+            previous.event = event
+            self._bytes += cost - previous.cost
+            previous.cost = cost
+
+        if len(self._pending) >= limits.max_items:
+            out = out or _Collector()
+            self._flush("size", out)
+        return self._finish(out)
+
+    def poll(self) -> WindowOutput:
+        """Flush the window when it is ``max_age_s`` old; call it periodically."""
+        if self._started is not None and self._clock() - self._started >= self._limits.max_age_s:
+            out = _Collector()
+            self._flush("age", out)
+            return self._finish(out)
+        return self._finish(None)
+
+    def flush_all(self, reason: str = "shutdown") -> WindowOutput:
+        """Flush whatever is pending, whatever its age (shutdown)."""
+        out = _Collector()
+        self._flush(reason, out)
+        return self._finish(out)
+
+    def revoke(self, partitions: Iterable[TP]) -> None:
+        """Drop every buffered record of ``partitions``; nothing of them is to be settled.
+
+        A kept record superseded by a dropped one is handed back in the next output's
+        ``released``.
+        """
+        revoked = set(partitions)
+        if not revoked or not self._pending:
+            return
+        for contact_id, entry in list(self._pending.items()):
+            superseded = entry.superseded
+            kept = None if superseded is None else [ref for ref in superseded if ref.tp not in revoked]
+            if entry.event.source.tp in revoked:
+                self._drop(contact_id, entry)
+                if kept:
+                    self._released.extend(kept)
+            elif superseded is not None:
+                entry.superseded = kept or None
+
+    def _drop(self, contact_id: str, entry: _Entry) -> None:
+        del self._pending[contact_id]
+        self._bytes -= entry.cost
+        if not self._pending:
+            self._started = None
+
+    def _flush(self, reason: str, out: _Collector) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = {}
+        self._bytes = self._limits.envelope_bytes
+        self._started = None
+        now = self._clock()
+        lookup = self._lookup
+        contacts: list[ContactEvent] = []
+        covered: list[SourceRef] = []
+        for entry in pending.values():
+            event = entry.event
+            blocked_by = lookup(event.phone_e164)
+            if blocked_by is not None:
+                out.audits.append(AuditOutcome(event, REASON_DNC, STAGE_FLUSH, blocked_by, now, entry.refs()))
+                continue
+            contacts.append(event)
+            if entry.superseded is not None:
+                covered.extend(entry.superseded)
+            covered.append(event.source)
+        if contacts:
+            out.batches.append(Batch(batch_id_for(covered), contacts, covered, reason, now))
+
+    def _finish(self, out: _Collector | None) -> WindowOutput:
+        released = self._released
+        if released:
+            self._released = []
+        elif out is None or not (out.batches or out.audits or out.rejects):
+            return EMPTY
+        if out is None:
+            return WindowOutput(released=tuple(released))
+        return WindowOutput(tuple(out.batches), tuple(out.audits), tuple(out.rejects), tuple(released))

@@ -1,0 +1,142 @@
+"""Unit tests for connector.phones: E.164 normalisation, rejection reasons, the cache."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.errors import PhoneError
+from connector.phones import E164_RE, MAX_RAW_LENGTH, PhoneNormalizer, mask_phone
+
+
+@pytest.fixture
+def norm() -> PhoneNormalizer:
+    return PhoneNormalizer("US", cache_size=1000)
+
+
+@pytest.mark.parametrize(
+    ("raw", "hint", "expected"),
+    [
+        ("(415) 555-0123", None, "+14155550123"),
+        ("415.555.0123", None, "+14155550123"),
+        ("+1 415 555 0123", None, "+14155550123"),
+        ("  +44 20 7946 0958 ", None, "+442079460958"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("020 7946 0958", "gb", "+442079460958"),
+        ("01 42 68 53 00", "FR", "+33142685300"),
+        # An unknown hint is ignored; the default region applies.
+        ("415-555-0123", "ZZ", "+14155550123"),
+        # The hint is tried first, then the default region.
+        ("415-555-0123", "GB", "+14155550123"),
+    ],
+)
+def test_normalises(norm: PhoneNormalizer, raw: str, hint: str | None, expected: str) -> None:
+    assert norm.normalize(raw, hint) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("1" * (MAX_RAW_LENGTH + 1), "too_long"),
+        ("415\x00555\x000123", "unparseable"),
+        ("not a number", "unparseable"),
+        ("+1 415 555 0123 4567 8901 2345", "too_long"),
+        ("12", "not_possible"),
+        ("+1 415 555 01", "not_possible"),
+        ("+1 099 555 0123", "invalid"),
+    ],
+)
+def test_rejects_with_reason(norm: PhoneNormalizer, raw: str, reason: str) -> None:
+    with pytest.raises(PhoneError) as info:
+        norm.normalize(raw)
+    assert info.value.reason == reason
+    assert info.value.retriable is False
+
+
+def test_message_never_holds_the_number(norm: PhoneNormalizer) -> None:
+    with pytest.raises(PhoneError) as info:
+        norm.normalize("+1 099 555 0187")
+    message = str(info.value)
+    assert "0995550187" not in message.replace(" ", "")
+    assert "555" not in message
+    assert "***87" in message
+
+
+def test_mask_phone_keeps_only_last_two_digits() -> None:
+    assert mask_phone("+1 (415) 555-0123") == "***23"
+    assert mask_phone("") == "***"
+    assert mask_phone("7") == "***7"
+
+
+def test_cache_serves_repeats_and_rejections(norm: PhoneNormalizer) -> None:
+    assert norm.normalize("(415) 555-0123") == "+14155550123"
+    assert norm.normalize("(415) 555-0123") == "+14155550123"
+    assert (norm.hits, norm.misses) == (1, 1)
+    for _ in range(2):
+        with pytest.raises(PhoneError) as info:
+            norm.normalize("+1 099 555 0123")
+        assert info.value.reason == "invalid"
+    assert (norm.hits, norm.misses) == (2, 2)
+    # The key includes the region hint.
+    assert norm.normalize("(415) 555-0123", "CA") == "+14155550123"
+    assert norm.misses == 3
+
+
+def test_cache_is_bounded_and_evicts_oldest() -> None:
+    norm = PhoneNormalizer("US", cache_size=3)
+    numbers = [f"415555{n:04d}" for n in range(120, 125)]
+    for raw in numbers:
+        norm.normalize(raw)
+    assert norm.cache_len() == 3
+    norm.normalize(numbers[-1])
+    assert norm.hits == 1
+    norm.normalize(numbers[0])  # evicted: parsed again
+    assert norm.misses == 6
+
+
+def test_cache_can_be_disabled() -> None:
+    norm = PhoneNormalizer("US", cache_size=0)
+    norm.normalize("4155550123")
+    norm.normalize("4155550123")
+    assert norm.cache_len() == 0 and norm.misses == 2
+
+
+def test_bad_construction() -> None:
+    with pytest.raises(ValueError, match="region"):
+        PhoneNormalizer("XX")
+    with pytest.raises(ValueError, match="cache_size"):
+        PhoneNormalizer("US", cache_size=-1)
+    assert PhoneNormalizer("gb").default_region == "GB"
+
+
+_phoneish = st.text(alphabet="0123456789+-() .x#*", max_size=30)
+_hints = st.one_of(st.none(), st.sampled_from(["US", "GB", "FR", "DE", "IN", "BR", "ZZ", "", "us", "001"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw=st.one_of(st.text(max_size=80), _phoneish), hint=_hints)
+def test_arbitrary_input_gives_e164_or_phone_error(raw: str, hint: str | None) -> None:
+    norm = PhoneNormalizer("US", cache_size=16)
+    for _ in range(2):  # second round comes from the cache and must agree
+        try:
+            result = norm.normalize(raw, hint)
+        except PhoneError as exc:
+            assert exc.reason in {"empty", "too_long", "unparseable", "invalid", "not_possible"}
+        else:
+            assert E164_RE.match(result)
+
+
+@settings(max_examples=200, deadline=None)
+@given(national=st.integers(2_000_000_000, 9_999_999_999))
+def test_us_national_numbers_round_trip(national: int) -> None:
+    norm = PhoneNormalizer("US", cache_size=0)
+    try:
+        result = norm.normalize(str(national))
+    except PhoneError as exc:
+        assert exc.reason in {"invalid", "not_possible"}
+    else:
+        assert result == f"+1{national}"
+        assert norm.normalize(result) == result
