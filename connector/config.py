@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,56 +26,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from connector.errors import ConfigError
+from connector.typed_config import Secret, build_dataclass, resolve_secret
+
+__all__ = ["ConfigError", "Secret", "Settings", "all_keys", "env_var_name", "load_file", "load_settings",
+           "resolve_secret"]
 
 ENV_PREFIX = "CXONE_CONNECTOR__"
-
-
-class Secret:
-    """A secret value that never shows itself in logs, reprs or tracebacks."""
-
-    __slots__ = ("_value", "source")
-
-    def __init__(self, value: str, source: str = "literal") -> None:
-        self._value = value
-        self.source = source
-
-    def get(self) -> str:
-        """Return the secret itself, for the one place that sends it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret(<hidden>, source={self.source!r})"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-
-def resolve_secret(ref: str, env: Mapping[str, str]) -> Secret:
-    """Resolve an ``env:NAME`` or ``file:PATH`` reference.
-
-    Raises:
-        ValueError: the reference has another form, or names a missing variable or file.
-    """
-    if ref.startswith("env:"):
-        name = ref[4:]
-        if name not in env:
-            raise ValueError(f"environment variable {name} is not set")
-        return Secret(env[name], source=ref)
-    if ref.startswith("file:"):
-        path = Path(ref[5:])
-        try:
-            return Secret(path.read_text(encoding="utf-8").strip(), source=ref)
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
-    raise ValueError("secrets must be given as 'env:NAME' or 'file:PATH', never inline")
 
 
 @dataclass(frozen=True)
@@ -243,8 +198,8 @@ def _section_classes() -> dict[str, type[Any]]:
 
 
 def env_var_name(section: str, key: str) -> str:
-    """The environment variable that overrides ``section.key``."""
-    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+    """The environment variable that overrides ``section.key`` (``section`` may be empty)."""
+    return _env_name(f"{section}.{key}" if section else key)
 
 
 def all_keys() -> list[tuple[str, str, Any]]:
@@ -255,89 +210,6 @@ def all_keys() -> list[tuple[str, str, Any]]:
             out.append((section, f.name, f.default))
     out.append(("", "shutdown_deadline_s", Settings.shutdown_deadline_s))
     return out
-
-
-def _coerce(key: str, tp: Any, raw: Any, env: Mapping[str, str], from_env: bool) -> Any:
-    """Turn a TOML or environment value into ``tp``. Raises ValueError with the reason."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (types.UnionType, typing.Union):
-        non_none = [a for a in args if a is not type(None)]
-        if raw is None or raw == "":
-            return None
-        return _coerce(key, non_none[0], raw, env, from_env)
-    if tp is Secret:
-        if not isinstance(raw, str):
-            raise ValueError("expected a secret reference 'env:NAME' or 'file:PATH'")
-        if from_env and not raw.startswith(("env:", "file:")):
-            return Secret(raw, source="env")  # the override itself lives in the environment
-        return resolve_secret(raw, env)
-    if origin is Literal:
-        if raw not in args:
-            raise ValueError(f"must be one of {', '.join(map(repr, args))}, not {raw!r}")
-        return raw
-    if tp is bool:
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return raw.lower() in ("1", "true", "yes", "on")
-        raise ValueError(f"expected true or false, not {raw!r}")
-    if tp is int:
-        if isinstance(raw, bool):
-            raise ValueError("expected an integer, not a boolean")
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected an integer, not {raw!r}") from None
-        if value < 0:
-            raise ValueError("must not be negative")
-        return value
-    if tp is float:
-        if isinstance(raw, bool):
-            raise ValueError("expected a number, not a boolean")
-        try:
-            fvalue = float(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected a number, not {raw!r}") from None
-        if fvalue < 0:
-            raise ValueError("must not be negative")
-        return fvalue
-    if tp is str:
-        if not isinstance(raw, str):
-            raise ValueError(f"expected a string, not {type(raw).__name__}")
-        return raw
-    if origin is tuple:
-        if isinstance(raw, str):
-            raw = [part.strip() for part in raw.split(",") if part.strip()]
-        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-            raise ValueError("expected a list of strings")
-        return tuple(raw)
-    raise ValueError(f"unsupported type {tp!r}")  # a bug in this module, not in the file
-
-
-def _build_section(
-    name: str, cls: type[Any], data: Any, env: Mapping[str, str], problems: list[tuple[str, str]]
-) -> Any:
-    if not isinstance(data, dict):
-        problems.append((name, "expected a table"))
-        data = {}
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in sorted(set(data) - known):
-        problems.append((f"{name}.{key}", "unknown key"))
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        var = env_var_name(name, f.name)
-        from_env = var in env
-        if not from_env and f.name not in data:
-            continue
-        raw = env[var] if from_env else data[f.name]
-        where = var if from_env else f"{name}.{f.name}"
-        try:
-            values[f.name] = _coerce(where, hints[f.name], raw, env, from_env)
-        except ValueError as exc:
-            problems.append((where, str(exc)))
-    return cls(**values)
 
 
 def _passthrough(
@@ -398,26 +270,19 @@ def load_settings(
     data = dict(data or {})
     env = os.environ if env is None else env
     problems: list[tuple[str, str]] = []
-    sections = _section_classes()
-    kwargs: dict[str, Any] = {}
-    for key in sorted(set(data) - set(sections) - set(PASSTHROUGH_SECTIONS) - {"shutdown_deadline_s"}):
-        problems.append((key, "unknown section"))
-    for name, cls in sections.items():
-        kwargs[name] = _build_section(name, cls, data.get(name, {}), env, problems)
-    for name in PASSTHROUGH_SECTIONS:
-        kwargs[name] = _passthrough(name, data.get(name, {}), env, problems)
-    var = f"{ENV_PREFIX}SHUTDOWN_DEADLINE_S"
-    raw = env.get(var, data.get("shutdown_deadline_s"))
-    if raw is not None:
-        try:
-            kwargs["shutdown_deadline_s"] = _coerce(var, float, raw, env, var in env)
-        except ValueError as exc:
-            problems.append(("shutdown_deadline_s", str(exc)))
-    settings = Settings(**kwargs)
+    typed = {k: v for k, v in data.items() if k not in PASSTHROUGH_SECTIONS}
+    settings = build_dataclass(Settings, typed, "", env, problems, env_name=_env_name)
+    settings = dataclasses.replace(
+        settings, **{name: _passthrough(name, data.get(name, {}), env, problems) for name in PASSTHROUGH_SECTIONS}
+    )
     _validate(settings, problems)
     if problems:
         raise ConfigError(problems)
-    return settings
+    return typing.cast(Settings, settings)
+
+
+def _env_name(dotted_key: str) -> str:
+    return ENV_PREFIX + dotted_key.upper().replace(".", "__")
 
 
 def load_file(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

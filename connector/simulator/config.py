@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from connector.config import Secret, resolve_secret
 from connector.errors import ConfigError
+from connector.typed_config import Secret, build_dataclass
 
 V2_SCOPES = "outbound:contactlistitem:write outbound:job:read events:subscribe"
 
@@ -192,7 +192,8 @@ class SimulatorConfig:
             ConfigError: listing every unknown key and every badly typed or invalid value.
         """
         problems: list[tuple[str, str]] = []
-        config = build_dataclass(cls, data, "", os.environ if env is None else env, problems)
+        config = build_dataclass(cls, data, "", os.environ if env is None else env, problems,
+                                 literal_secrets=True)
         problems.extend(validate(config))
         if problems:
             raise ConfigError(problems)
@@ -251,77 +252,6 @@ def validate(config: SimulatorConfig) -> list[tuple[str, str]]:
     return problems
 
 
-def build_dataclass(
-    cls: type[Any], data: Any, prefix: str, env: Mapping[str, str], problems: list[tuple[str, str]]
-) -> Any:
-    """Build dataclass ``cls`` from ``data``, recursing into nested dataclasses.
-
-    Problems are appended to ``problems`` as ``(dotted.key, reason)``; the defaults stand in
-    for bad values so that every problem is found in one pass.
-    """
-    if not isinstance(data, Mapping):
-        problems.append((prefix.rstrip(".") or "<root>", "expected a table"))
-        data = {}
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in sorted(set(data) - known):
-        problems.append((f"{prefix}{key}", "unknown key"))
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue
-        where = f"{prefix}{f.name}"
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            values[f.name] = build_dataclass(typing.cast(type[Any], tp), data[f.name], f"{where}.", env,
-                                             problems)
-            continue
-        try:
-            values[f.name] = _coerce(tp, data[f.name], env)
-        except ValueError as exc:
-            problems.append((where, str(exc)))
-    return cls(**values)
-
-
-def _coerce(tp: Any, raw: Any, env: Mapping[str, str]) -> Any:
-    """Check and convert one value. Raises ValueError saying what was expected."""
-    origin = typing.get_origin(tp)
-    if tp is Secret:
-        if isinstance(raw, Secret):
-            return raw
-        if not isinstance(raw, str):
-            raise ValueError("expected a string (literal, 'env:NAME' or 'file:PATH')")
-        if raw.startswith(("env:", "file:")):
-            return resolve_secret(raw, env)
-        return Secret(raw, source="config")
-    if origin is Literal:
-        args = typing.get_args(tp)
-        if raw not in args:
-            raise ValueError(f"must be one of {', '.join(map(repr, args))}, not {raw!r}")
-        return raw
-    if tp is bool:
-        if not isinstance(raw, bool):
-            raise ValueError(f"expected true or false, not {raw!r}")
-        return raw
-    if tp is int or tp is float:
-        wrong = isinstance(raw, bool) or not isinstance(raw, int | float)
-        if wrong or (tp is int and isinstance(raw, float)):
-            raise ValueError(f"expected {'an integer' if tp is int else 'a number'}, not {raw!r}")
-        if raw < 0:
-            raise ValueError("must not be negative")
-        return tp(raw)
-    if tp is str:
-        if not isinstance(raw, str):
-            raise ValueError(f"expected a string, not {type(raw).__name__}")
-        return raw
-    if origin is tuple:
-        item_tp = typing.get_args(tp)[0]
-        if not isinstance(raw, list | tuple):
-            raise ValueError("expected a list")
-        return tuple(_coerce(item_tp, item, env) for item in raw)
-    raise ValueError(f"unsupported type {tp!r}")  # a bug in this module, not in the file
-
-
 def to_mapping(obj: Any) -> Any:
     """A JSON-ready view of a config dataclass; secrets are shown as ``<hidden>``."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -341,7 +271,7 @@ def merge_faults(current: FaultSettings, changes: Mapping[str, Any]) -> FaultSet
     """
     merged = _deep_merge(typing.cast(dict[str, Any], to_mapping(current)), changes)
     problems: list[tuple[str, str]] = []
-    faults = build_dataclass(FaultSettings, merged, "faults.", {}, problems)
+    faults = build_dataclass(FaultSettings, merged, "faults.", {}, problems, literal_secrets=True)
     problems.extend(validate(SimulatorConfig(faults=faults)))
     if problems:
         raise ConfigError(problems)
