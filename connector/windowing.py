@@ -235,7 +235,9 @@ class Window:
     Args:
         limits: when to flush.
         clock: monotonic seconds (``time.monotonic`` in production).
-        lookup: the DNC look-up: an E.164 number to the list blocking it, or None.
+        lookup: the DNC look-up: an E.164 number to the list blocking it, or None
+            (``DncTable.lookup``). It is called on arrival and at flush and must not raise
+            for an E.164 number.
     """
 
     def __init__(

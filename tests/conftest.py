@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_BOOTSTRAP = f"127.0.0.1:{os.environ.get('CXONE_KAFKA_PORT', '9092')}"
 
 
 def _listening(bootstrap: str) -> bool:

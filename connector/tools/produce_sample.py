@@ -27,8 +27,10 @@ REGISTRY_ENV = "CXONE_CONNECTOR__KAFKA__SCHEMA_REGISTRY_URL"
 
 
 def default_bootstrap() -> str:
-    """Bootstrap servers from the connector's environment override, else the local broker."""
-    return os.environ.get(BOOTSTRAP_ENV) or "127.0.0.1:9092"
+    """Bootstrap servers: the connector's override, ``KAFKA_BOOTSTRAP_SERVERS`` (as the local
+    broker script and the tests honour it), else the local broker of ``deploy/local``."""
+    return (os.environ.get(BOOTSTRAP_ENV) or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+            or f"127.0.0.1:{os.environ.get('CXONE_KAFKA_PORT', '9092')}")
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, str]:

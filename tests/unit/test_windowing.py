@@ -336,7 +336,9 @@ add_op = st.tuples(
     st.integers(0, len(PHONES) - 1),
     st.sampled_from([0, 0, 1, 2, 5, 30, 200]),
 )
-dnc_op = st.tuples(st.just("dnc"), st.integers(0, len(PHONES) - 1), st.sampled_from([None, None, "national", "internal"]))
+dnc_op = st.tuples(
+    st.just("dnc"), st.integers(0, len(PHONES) - 1), st.sampled_from([None, None, "national", "internal"])
+)
 tick_op = st.tuples(st.just("tick"), st.floats(0, 3, allow_nan=False))
 poll_op = st.tuples(st.just("poll"))
 revoke_op = st.tuples(st.just("revoke"), st.frozensets(st.integers(0, 1), min_size=1, max_size=1))
