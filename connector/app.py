@@ -7,6 +7,7 @@ Start-up:
     1. metrics server (so ``/healthz`` answers while the DNC table bootstraps);
     2. producer;
     3. delivery (CXone client and job monitor); a first token is fetched in the background;
+       with ``cxone.dnc_group_id`` (call-lists), the opt-out pusher;
     4. ingest (DNC bootstrap, then the consumer joins the group).
 
 Shutdown (SIGTERM / SIGINT, or a failed stage):
@@ -24,11 +25,14 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from connector.config import Settings
+from connector.cxone.backoff import backoff
+from connector.cxone.calllists import CallListsClient
 from connector.delivery import Delivery
 from connector.ingest import IngestPipeline
 from connector.kafka.client_config import dnc_consumer_config, producer_config
@@ -36,6 +40,7 @@ from connector.kafka.dead_letters import DeadLetterWriter
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.producer import AsyncProducer
 from connector.metrics import TOPIC_ROLES, Health, Metrics
+from connector.retractions import DncGroupPusher
 from connector.serde import AvroCodec
 from connector.server import MetricsServer
 
@@ -83,9 +88,14 @@ class App:
             on_dead=self._dead_letter,
             metrics=self.metrics,
         )
+        self.pusher: DncGroupPusher | None = None
+        if settings.cxone.profile == "call-lists" and settings.cxone.dnc_group_id:
+            self.pusher = DncGroupPusher(self._add_dnc_records, settings.cxone.dnc_group_id,
+                                         delays=self._retract_delays)
         self.ingest = IngestPipeline(
             settings, submit=self.delivery.submit, producer=self.producer, dnc=self.dnc,
             stats_cb=self._stats("contacts"), metrics=self.metrics,
+            retract=self.pusher.push if self.pusher is not None else None,
         )
         self.server = MetricsServer(settings.server, self.registry, self.health)
 
@@ -96,6 +106,14 @@ class App:
             self.metrics.kafka_stats.update(client, stats_json)
 
         return on_stats
+
+    async def _add_dnc_records(self, group_id: str, numbers: list[str]) -> None:
+        client = self.delivery.client
+        assert isinstance(client, CallListsClient)  # noqa: S101 - only built for call-lists
+        await client.add_dnc_records(group_id, numbers)
+
+    def _retract_delays(self) -> Iterator[float]:
+        return backoff(self.settings.cxone.backoff_initial_s, self.settings.cxone.backoff_max_s)
 
     async def _settle(self, batch: Any) -> None:
         await self.ingest.settle_batch(batch)
@@ -153,6 +171,8 @@ class App:
         log.info("metrics and health on port %d", self.server.port)
         await self.producer.start()
         await self.delivery.start()
+        if self.pusher is not None:
+            await self.pusher.start()
         await self.ingest.start()
         tasks = [
             asyncio.create_task(self._obtain_token(), name="token"),
@@ -182,6 +202,8 @@ class App:
         remaining = max(0.0, deadline - (time.monotonic() - begin))
         await self.delivery.drain(min(remaining, 5.0))
         await self.delivery.close()
+        if self.pusher is not None:
+            await self.pusher.close()
         await self.dnc.close()
         with contextlib.suppress(Exception):
             await self.producer.flush(max(1.0, remaining))

@@ -115,6 +115,9 @@ class CXoneSettings:
     access_key_secret: Secret | None = None
     call_list_id: str = ""
     skill_id: int = 0
+    #: call-lists only: a CXone DNC group that every CRM opt-out is added to, so a contact
+    #: delivered before its opt-out is never dialled (empty: off). See docs/architecture.md.
+    dnc_group_id: str = ""
     request_timeout_s: float = 30.0
     connect_timeout_s: float = 5.0
     max_in_flight: int = 4
@@ -255,6 +258,8 @@ def _validate(settings: Settings, problems: list[tuple[str, str]]) -> None:
         url = getattr(settings.cxone, url_key)
         if url and not url.startswith(("http://", "https://", "ws://", "wss://")):
             problems.append((f"cxone.{url_key}", "must be an http(s):// or ws(s):// URL"))
+    if settings.cxone.profile == "v2" and settings.cxone.dnc_group_id:
+        problems.append(("cxone.dnc_group_id", "the v2 profile has no DNC-group endpoint; only call-lists uses it"))
     if settings.cxone.profile == "call-lists" and not settings.cxone.auth_base_url:
         problems.append(("cxone.auth_base_url", "required for the call-lists profile (OpenID discovery)"))
 

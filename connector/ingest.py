@@ -177,6 +177,9 @@ class IngestPipeline:
         normalizer: phone normaliser (built from settings by default).
         stats_cb: receives librdkafka's statistics JSON (on the consumer thread) every
             ``kafka.statistics_interval_ms``.
+        retract: called with the E.164 number of every CRM opt-out; the opt-out settles only
+            once the returned future resolved (``DncGroupPusher.push``: the number reached a
+            CXone DNC group). ``None``: opt-outs only cancel what is still pending.
         metrics: the events, batches, commit, paused and unsettled families (a private
             registry when ``None``). Counted per consumed list, not per record, where possible.
     """
@@ -196,6 +199,7 @@ class IngestPipeline:
         codec: AvroCodec | None = None,
         normalizer: PhoneNormalizer | None = None,
         stats_cb: Callable[[str], None] | None = None,
+        retract: Callable[[str], asyncio.Future[None]] | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
@@ -205,6 +209,7 @@ class IngestPipeline:
         # The window's age deadline after the last window call: a flush's window age.
         self._window_deadline: float | None = None
         self._submit_fn = submit
+        self._retract = retract
         self.producer = producer
         self.dnc = dnc
         self._dead_letters = DeadLetterWriter(producer, settings.topics.dlq)
@@ -579,6 +584,8 @@ class IngestPipeline:
                     key=event.phone_e164.encode("ascii"),
                 ))
                 self.stats.opt_outs_published += 1
+            if audit.reason == REASON_OPTED_OUT and self._retract is not None:
+                futures.append(self._retract(event.phone_e164))
         except (KafkaError, SerdeError) as exc:
             self._fail(exc)
             return

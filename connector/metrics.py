@@ -140,7 +140,7 @@ DNC_UPDATE_OPS = ("upsert", "delete")
 FLUSH_REASONS = ("size", "bytes", "age", "shutdown")
 #: CXone calls of both profiles.
 CXONE_ENDPOINTS = (
-    "token", "discovery", "bulk_insert", "job_status", "create_list", "upload", "cancel_job",
+    "token", "discovery", "bulk_insert", "job_status", "create_list", "upload", "cancel_job", "dnc_records",
 )
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
 RETRY_REASONS = ("rate_limited", "server_error", "io_error", "unauthorized")

@@ -60,13 +60,14 @@ class CallListsClient:
         self.max_records = max_records
         self._list_lock = asyncio.Lock()
 
-    def _url(self, path: str) -> str:
-        base = f"/inContactAPI/services/{self._settings.api_version}/lists/call-lists"
+    def _url(self, path: str, resource: str = "lists/call-lists") -> str:
+        base = f"/inContactAPI/services/{self._settings.api_version}/{resource}"
         return base + ("" if not path or path.startswith("?") else "/") + path
 
-    async def _call(self, method: str, path: str, *, what: str, endpoint: str, json: object = None) -> object:
+    async def _call(self, method: str, path: str, *, what: str, endpoint: str, json: object = None,
+                    resource: str = "lists/call-lists") -> object:
         async def url() -> str:
-            return await self.auth.api_endpoint() + self._url(path)
+            return await self.auth.api_endpoint() + self._url(path, resource)
 
         resp = await request_with_retries(
             self._http, method, url, tokens=self.tokens, json=json,
@@ -124,6 +125,18 @@ class CallListsClient:
                                       json=body)
             jobs.append(SubmittedJob(call_list_job_id(answer), count))
         return jobs
+
+    async def add_dnc_records(self, group_id: str, numbers: list[str]) -> None:
+        """Add E.164 numbers to a DNC group (``POST /dnc-groups/{groupId}/records``); skills
+        scrubbed by the group never dial them. Adding a number already there is harmless.
+
+        Raises:
+            HTTPStatusError: a fatal answer (4xx), with status and body.
+            RetriesExhaustedError: 429/5xx/I-O failures for every allowed attempt.
+        """
+        body = {"dncGroupRecords": [{"phoneNumber": number} for number in numbers]}
+        await self._call("POST", urllib.parse.quote(group_id, safe="") + "/records", what="DNC group records",
+                         endpoint="dnc_records", json=body, resource="dnc-groups")
 
     async def job_status(self, job_id: str) -> JobUpdate:
         """GET the upload job.

@@ -40,7 +40,8 @@ async def lists(request: web.Request) -> web.Response:
 
 
 async def contacts(request: web.Request) -> web.Response:
-    """``GET /_sim/lists/{listId}/contacts[?offset=&limit=]``: contacts keyed by phone.
+    """``GET /_sim/lists/{listId}/contacts[?offset=&limit=&dialable=true]``: contacts keyed by
+    phone; with ``dialable=true`` only those whose number is in no DNC group.
 
     Raises:
         ApiError: 404 for an unknown list; 400 for bad paging parameters.
@@ -49,10 +50,13 @@ async def contacts(request: web.Request) -> web.Response:
     lst = ctx_of(request).state.lists.get(list_id)
     if lst is None:
         raise ApiError(404, "list_not_found", f"no list {list_id}")
+    dialable = request.query.get("dialable", "").lower() in ("1", "true", "yes")
+    contacts = ctx_of(request).state.dialable(list_id) if dialable else lst.contacts
     offset = _int_query(request, "offset", 0)
-    limit = _int_query(request, "limit", len(lst.contacts))
-    page = list(lst.contacts.values())[offset: offset + limit]
-    return json_response({**lst.summary(), "offset": offset, "contacts": page})
+    limit = _int_query(request, "limit", len(contacts))
+    page = list(contacts.values())[offset: offset + limit]
+    return json_response({**lst.summary(), "offset": offset, "dialable": dialable,
+                          "dialableCount": len(contacts) if dialable else None, "contacts": page})
 
 
 async def jobs(request: web.Request) -> web.Response:

@@ -436,6 +436,17 @@ class SimState:
         self.dnc_groups[group_id] = group
         return new
 
+    def dialable(self, list_id: str) -> dict[str, dict[str, Any]]:
+        """The list's contacts that a dialler would call: those whose number is in no DNC group
+        (as skills scrubbed by the groups see it; the list itself keeps every record).
+
+        Raises:
+            KeyError: no such list.
+        """
+        blocked = {phone for group in self.dnc_groups.values() for phone in group}
+        return {phone: contact for phone, contact in self.lists[list_id].contacts.items()
+                if phone.lstrip("+") not in blocked}
+
     def remove_dnc_records(self, group_id: str, phones: Iterable[str]) -> int:
         """Expire DNC records; returns how many were present."""
         group = self.dnc_groups.get(group_id, {})
