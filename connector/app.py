@@ -90,12 +90,12 @@ class App:
         )
         self.pusher: DncGroupPusher | None = None
         if settings.cxone.profile == "call-lists" and settings.cxone.dnc_group_id:
-            self.pusher = DncGroupPusher(self._add_dnc_records, settings.cxone.dnc_group_id,
-                                         delays=self._retract_delays)
+            self.pusher = DncGroupPusher(self._add_dnc_records, self._remove_dnc_records,
+                                         settings.cxone.dnc_group_id, delays=self._retract_delays)
         self.ingest = IngestPipeline(
             settings, submit=self.delivery.submit, producer=self.producer, dnc=self.dnc,
             stats_cb=self._stats("contacts"), metrics=self.metrics,
-            retract=self.pusher.push if self.pusher is not None else None,
+            retract=self.pusher,
         )
         self.server = MetricsServer(settings.server, self.registry, self.health)
 
@@ -107,10 +107,17 @@ class App:
 
         return on_stats
 
-    async def _add_dnc_records(self, group_id: str, numbers: list[str]) -> None:
+    def _call_lists(self) -> CallListsClient:
         client = self.delivery.client
-        assert isinstance(client, CallListsClient)  # noqa: S101 - only built for call-lists
-        await client.add_dnc_records(group_id, numbers)
+        assert isinstance(client, CallListsClient)  # noqa: S101 - the pusher exists only for call-lists
+        return client
+
+    async def _add_dnc_records(self, group_id: str, numbers: list[str]) -> None:
+        await self._call_lists().add_dnc_records(group_id, numbers)
+
+    async def _remove_dnc_records(self, group_id: str, numbers: list[str]) -> None:
+        await self._call_lists().remove_dnc_records(group_id, numbers)
+
 
     def _retract_delays(self) -> Iterator[float]:
         return backoff(self.settings.cxone.backoff_initial_s, self.settings.cxone.backoff_max_s)

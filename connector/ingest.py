@@ -51,7 +51,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Message
 
@@ -85,6 +85,18 @@ from connector.windowing import (
 log = logging.getLogger(__name__)
 
 Submit = Callable[[Batch], Awaitable[None]]
+
+
+class Retractions(Protocol):
+    """Opt-outs carried to CXone (``connector.retractions.DncGroupPusher``)."""
+
+    def push(self, e164: str) -> asyncio.Future[None]:
+        """Block ``e164`` on the CXone side; resolves once acknowledged."""
+        ...
+
+    def release(self, numbers: Iterable[str]) -> int:
+        """Unblock ``numbers`` this instance blocked (they opted in again)."""
+        ...
 
 STAGE_DECODE = "decode"
 STAGE_VALIDATE = "validate"
@@ -177,9 +189,10 @@ class IngestPipeline:
         normalizer: phone normaliser (built from settings by default).
         stats_cb: receives librdkafka's statistics JSON (on the consumer thread) every
             ``kafka.statistics_interval_ms``.
-        retract: called with the E.164 number of every CRM opt-out; the opt-out settles only
-            once the returned future resolved (``DncGroupPusher.push``: the number reached a
-            CXone DNC group). ``None``: opt-outs only cancel what is still pending.
+        retract: CXone-side opt-outs (:class:`connector.retractions.DncGroupPusher`): every
+            CRM opt-out's number is pushed and the opt-out settles once that is acknowledged;
+            the numbers of every flushed batch are released first (opted in again).
+            ``None``: opt-outs only cancel what is still pending.
         metrics: the events, batches, commit, paused and unsettled families (a private
             registry when ``None``). Counted per consumed list, not per record, where possible.
     """
@@ -199,7 +212,7 @@ class IngestPipeline:
         codec: AvroCodec | None = None,
         normalizer: PhoneNormalizer | None = None,
         stats_cb: Callable[[str], None] | None = None,
-        retract: Callable[[str], asyncio.Future[None]] | None = None,
+        retract: Retractions | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
@@ -481,6 +494,10 @@ class IngestPipeline:
             self.tracker.settle_many(out.released)
         for rejected in out.rejects:
             self._reject(rejected)
+        if self._retract is not None:
+            # in flush order with the opt-outs around them: a later opt-out blocks again
+            for batch in out.batches:
+                self._retract.release(contact.phone_e164 for contact in batch.contacts)
         if out.audits:
             winners = {a.event.contact_id: a for a in out.audits if a.reason == REASON_DNC}
             for audit in out.audits:
@@ -585,7 +602,7 @@ class IngestPipeline:
                 ))
                 self.stats.opt_outs_published += 1
             if audit.reason == REASON_OPTED_OUT and self._retract is not None:
-                futures.append(self._retract(event.phone_e164))
+                futures.append(self._retract.push(event.phone_e164))
         except (KafkaError, SerdeError) as exc:
             self._fail(exc)
             return

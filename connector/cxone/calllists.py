@@ -138,6 +138,17 @@ class CallListsClient:
         await self._call("POST", urllib.parse.quote(group_id, safe="") + "/records", what="DNC group records",
                          endpoint="dnc_records", json=body, resource="dnc-groups")
 
+    async def remove_dnc_records(self, group_id: str, numbers: list[str]) -> None:
+        """Expire numbers in a DNC group (``DELETE /dnc-groups/{groupId}/records``).
+
+        Raises:
+            HTTPStatusError: a fatal answer (4xx), with status and body.
+            RetriesExhaustedError: 429/5xx/I-O failures for every allowed attempt.
+        """
+        body = {"dncGroupRecords": [{"phoneNumber": number} for number in numbers]}
+        await self._call("DELETE", urllib.parse.quote(group_id, safe="") + "/records", what="DNC group records",
+                         endpoint="dnc_records", json=body, resource="dnc-groups")
+
     async def job_status(self, job_id: str) -> JobUpdate:
         """GET the upload job.
 

@@ -2,8 +2,9 @@
 
 The whole connector runs in-process (real broker, simulator over real sockets) with the
 call-lists profile and ``cxone.dnc_group_id``: opt-ins are delivered first, then half the
-contacts opt out. The opted-out numbers must land in the CXone DNC group, the simulator's
-dialable view must equal exactly the contacts still opted in, and every offset must settle.
+contacts opt out, then two of those opt in again. The simulator's dialable view (the list
+minus its DNC groups) must equal exactly the contacts whose latest event is an opt-in, and
+every offset must settle.
 """
 
 from __future__ import annotations
@@ -114,8 +115,15 @@ async def test_opt_out_after_delivery_reaches_the_dnc_group(kafka_bootstrap: str
 
             await until("the dialable view to drop every opted-out number", scrubbed, 20)
 
+            # Two of them opt in again: the CRM's latest consent wins, they are released.
+            again = [0, 2]
+            produce(kafka_bootstrap, topics.contacts, [event(i, True, 200 + i) for i in again])
+            still_in |= {PHONES[i].lstrip("+") for i in again}
+            await until("the re-opted-in numbers to be dialable again", scrubbed, 20)
+
             async def settled() -> bool:
-                return app.ingest.tracker.unsettled == 0 and app.ingest.stats.consumed == len(PHONES) * 3 // 2
+                total = len(PHONES) + len(opted_out) + len(again)
+                return app.ingest.tracker.unsettled == 0 and app.ingest.stats.consumed == total
 
             await until("every record settled", settled, 10)
             groups = await sim_get(f"{sim.url}/_sim/dnc-groups")
@@ -125,10 +133,11 @@ async def test_opt_out_after_delivery_reaches_the_dnc_group(kafka_bootstrap: str
                 async with asyncio.timeout(20):
                     await run
     assert run.result() == 0
-    assert app.pusher is not None and app.pusher.pushed == len(opted_out)
+    assert app.pusher is not None
+    assert app.pusher.done == {"add": len(opted_out), "remove": len(again)}
     blob = str(groups)
-    assert all(PHONES[i].lstrip("+") in blob for i in opted_out)
-    assert not any(PHONES[i].lstrip("+") in blob for i in range(1, len(PHONES), 2))
+    assert all(PHONES[i].lstrip("+") in blob for i in opted_out if i not in again)
+    assert not any(PHONES[i].lstrip("+") in blob for i in [*again, *range(1, len(PHONES), 2)])
 
 
 def test_v2_rejects_a_dnc_group() -> None:
