@@ -185,15 +185,19 @@ class App:
             asyncio.create_task(self._obtain_token(), name="token"),
             asyncio.create_task(self._tick(), name="health-tick"),
         ]
-        failed = asyncio.create_task(self.ingest.wait(), name="ingest-wait")
-        stop = asyncio.create_task(self.stopping.wait(), name="stop-wait")
-        await asyncio.wait({failed, stop}, return_when=asyncio.FIRST_COMPLETED)
+        watched = [
+            asyncio.create_task(self.ingest.wait(), name="ingest-wait"),
+            asyncio.create_task(self.delivery.wait(), name="delivery-wait"),
+            asyncio.create_task(self.stopping.wait(), name="stop-wait"),
+        ]
+        await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         code = 0
-        if failed.done() and failed.exception() is not None:
-            log.error("stopping after a failure: %r", failed.exception())
-            code = 1
+        for task in watched[:2]:
+            if task.done() and task.exception() is not None:
+                log.error("stopping after a failure: %r", task.exception())
+                code = 1
         await self.shutdown()
-        for task in (*tasks, failed, stop):
+        for task in (*tasks, *watched):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

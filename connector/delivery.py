@@ -34,6 +34,7 @@ from connector.cxone.client import ProfileClient, SubmittedJob, make_client
 from connector.cxone.exceptions import CXoneError, HTTPStatusError, RetriesExhaustedError
 from connector.cxone.monitor import JobMonitor
 from connector.cxone.protocol import COMPLETED, FAILED, IN_PROGRESS, UNKNOWN, JobUpdate
+from connector.errors import ConnectorError
 from connector.metrics import JOB_OUTCOMES, Metrics
 from connector.models import Batch
 
@@ -139,6 +140,8 @@ class Delivery:
         self._jobs: dict[str, _Job] = {}
         self._publishing: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._failed = asyncio.Event()
+        self._failure: BaseException | None = None
         self.stats: dict[str, int] = {"completed": 0, "dead": 0, "retries": 0, "jobs": 0}
 
     def _delays(self) -> Any:
@@ -187,6 +190,19 @@ class Delivery:
         self._slots.release()
         if not task.cancelled() and task.exception() is not None:
             log.error("batch task crashed", exc_info=task.exception())
+            if self._failure is None:  # its records can never settle: stop rather than stall
+                self._failure = task.exception()
+                self._failed.set()
+
+    async def wait(self) -> None:
+        """Return only by raising what broke a batch beyond retrying (the app then stops).
+
+        Raises:
+            BaseException: the first error that crashed a batch task.
+        """
+        await self._failed.wait()
+        assert self._failure is not None  # noqa: S101 - set before the event
+        raise self._failure
 
     async def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for in-flight batches (and callbacks); True when all ended."""
@@ -221,6 +237,8 @@ class Delivery:
                 await self._publish_job_event(record)
                 return
             except Exception as exc:
+                if isinstance(exc, ConnectorError) and not exc.retriable:
+                    raise  # e.g. a record the schema refuses: retrying cannot help
                 delay = next(delays)
                 log.warning("publishing job event for batch %s failed (%s); retrying in %.2fs",
                             record["batch_id"], exc, delay)

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from typing import Any
 
-# A phone-like run: optional +, then 7 or more digits possibly separated by space, dot,
-# dash or parentheses. Offsets and counters in our logs are formatted without such runs
-# only when shorter than 7 digits, so long numeric ids are masked too (safe side).
-_PHONE_RE = re.compile(r"\+?\(?\d(?:[\s().-]?\d){6,}")
+from connector.phones import mask_phones_in
 
 
 def mask_phone(text: str) -> str:
     """Mask every phone-like run in ``text``, keeping its last two digits."""
-
-    def repl(match: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", match.group(0))
-        return "*" * (len(digits) - 2) + digits[-2:]
-
-    return _PHONE_RE.sub(repl, text)
+    return mask_phones_in(text)
 
 
 class MaskingFilter(logging.Filter):

@@ -43,6 +43,23 @@ def mask_phone(raw: str) -> str:
     return "***" + "".join(digits[-2:])
 
 
+# A phone-like run in free text: optional +, then 7 or more digits possibly separated by
+# space, dot, dash or parentheses, not glued to letters or digits (so the digits inside a
+# UUID or a hex id are left alone).
+_PHONE_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])\+?\(?\d(?:[\s().-]?\d){6,}(?![0-9A-Za-z])")
+
+
+def mask_phones_in(text: str) -> str:
+    """Mask every phone-like run in free text (log lines, error messages, DLQ headers),
+    keeping its last two digits: ``call +1 415 555 0123 now`` -> ``call *********23 now``."""
+
+    def repl(match: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", match.group(0))
+        return "*" * (len(digits) - 2) + digits[-2:]
+
+    return _PHONE_IN_TEXT.sub(repl, text)
+
+
 class PhoneNormalizer:
     """Normalise raw CRM phone strings to E.164.
 

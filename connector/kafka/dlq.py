@@ -20,8 +20,9 @@ as a second line of defence :func:`build_dlq_headers` masks any phone-like run i
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
+
+from connector.phones import mask_phones_in
 
 PREFIX = "__connect.errors."
 TOPIC = PREFIX + "topic"
@@ -37,18 +38,6 @@ MAX_MESSAGE_BYTES = 1024
 MAX_NAME_BYTES = 200
 
 _ELLIPSIS = "..."
-# Same shape as connector.logs: 7+ digits, possibly with separators, optionally after '+'.
-_PHONE_RE = re.compile(r"\+?\(?\d(?:[\s().-]?\d){6,}")
-
-
-def _mask(text: str) -> str:
-    def repl(match: re.Match[str]) -> str:
-        digits = re.sub(r"\D", "", match.group(0))
-        return "*" * (len(digits) - 2) + digits[-2:]
-
-    return _PHONE_RE.sub(repl, text)
-
-
 def truncate_utf8(text: str, limit: int) -> bytes:
     """Encode ``text`` as UTF-8 in at most ``limit`` bytes, never splitting a character.
 
@@ -98,7 +87,7 @@ def build_dlq_headers(
         (PARTITION, str(partition).encode()),
         (OFFSET, str(offset).encode()),
         (EXCEPTION_CLASS, truncate_utf8(error_class, MAX_NAME_BYTES)),
-        (EXCEPTION_MESSAGE, truncate_utf8(_mask(message), MAX_MESSAGE_BYTES)),
+        (EXCEPTION_MESSAGE, truncate_utf8(mask_phones_in(message), MAX_MESSAGE_BYTES)),
         (STAGE, truncate_utf8(stage, MAX_NAME_BYTES)),
     ]
     return headers

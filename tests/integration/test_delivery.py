@@ -23,6 +23,7 @@ from connector.cxone.calllists import CallListsClient
 from connector.cxone.client import Retrying
 from connector.cxone.exceptions import ClientError
 from connector.delivery import Delivery
+from connector.errors import SerdeError
 from connector.models import Batch, ContactEvent, SourceRef, batch_id_for
 from connector.simulator import (
     ErrorFaults,
@@ -449,3 +450,25 @@ async def test_job_without_news_past_deadline_is_reported_unknown() -> None:
         assert rec.statuses(stuck.batch_id) == ["SUBMITTED", "UNKNOWN"]
     finally:
         await sim.stop()
+
+
+async def test_a_job_event_that_can_never_be_published_stops_delivery(sim: Simulator) -> None:
+    """A non-retriable publish error (here: a record the schema refuses) is not retried for
+    ever: the batch stays unsettled and Delivery.wait() raises it, so the app stops."""
+    rec = Recorder()
+
+    async def refuse(record: dict[str, Any]) -> None:
+        raise SerdeError("invalid record: the schema refuses it")
+
+    delivery = Delivery(settings_for(sim.url), publish_job_event=refuse,
+                        publish_callback_result=rec.publish_callback_result,
+                        on_completed=rec.on_completed, on_dead=rec.on_dead, jitter=no_jitter)
+    await delivery.start()
+    try:
+        await delivery.submit(make_batch(0, 3))
+        with pytest.raises(SerdeError):
+            async with asyncio.timeout(10):
+                await delivery.wait()
+    finally:
+        await delivery.close()
+    assert rec.completed == [] and rec.dead == []

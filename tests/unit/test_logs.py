@@ -39,3 +39,8 @@ def test_filter_masks_arguments_and_json_output() -> None:
     data = json.loads(line)
     assert data["message"] == "sent *********23 to list"
     assert data["level"] == "INFO"
+
+
+def test_ids_with_digits_are_not_mistaken_for_phone_numbers() -> None:
+    text = "job 3f2a8bb4-5d1c-4e2a-9f0b-8bb4809972b1 and batch b-403e859d14769c77 failed"
+    assert mask_phone(text) == text
