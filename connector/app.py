@@ -40,6 +40,7 @@ from connector.kafka.dead_letters import DeadLetterWriter
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.producer import AsyncProducer
 from connector.metrics import TOPIC_ROLES, Health, Metrics
+from connector.models import Batch
 from connector.retractions import DncGroupPusher
 from connector.serde import AvroCodec
 from connector.server import MetricsServer
@@ -118,14 +119,13 @@ class App:
     async def _remove_dnc_records(self, group_id: str, numbers: list[str]) -> None:
         await self._call_lists().remove_dnc_records(group_id, numbers)
 
-
     def _retract_delays(self) -> Iterator[float]:
         return backoff(self.settings.cxone.backoff_initial_s, self.settings.cxone.backoff_max_s)
 
-    async def _settle(self, batch: Any) -> None:
+    async def _settle(self, batch: Batch) -> None:
         await self.ingest.settle_batch(batch)
 
-    async def _dead_letter(self, batch: Any, *, stage: str, error_class: str, message: str) -> None:
+    async def _dead_letter(self, batch: Batch, *, stage: str, error_class: str, message: str) -> None:
         await self.ingest.dead_letter_batch(batch, stage=stage, error_class=error_class, message=message)
 
     async def _publish_job_event(self, record: dict[str, Any]) -> None:

@@ -160,7 +160,9 @@ def _consume_with_stats(bootstrap: str, topic: str, metrics: Metrics) -> None:
         while time.monotonic() < deadline:
             consumer.poll(0.1)  # serves stats_cb
             stats = metrics.kafka_stats.snapshot("contacts")
-            if stats is not None and stats.lag.get((topic, 0)) == 3 and stats.offset_commits:
+            # the coordinator's RTT window is empty between heartbeats: wait for one with requests
+            if (stats is not None and stats.lag.get((topic, 0)) == 3 and stats.offset_commits
+                    and "coordinator" in stats.broker_rtt):
                 return
         raise AssertionError(f"statistics never showed lag 3: {metrics.kafka_stats.snapshot('contacts')}")
     finally:
