@@ -16,6 +16,7 @@ Rejection reasons (bounded, usable as metric labels):
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
@@ -87,7 +88,9 @@ class PhoneNormalizer:
         self._default = region
         self._cache_size = cache_size
         # Value: the E.164 string, or (reason, message) for a rejection.
-        self._cache: dict[tuple[str, str | None], str | tuple[str, str]] = {}
+        # OrderedDict: dropping the oldest entry is O(1); ``next(iter(dict))`` is not, as it
+        # scans past every slot already deleted at the front (75 s instead of 22 s at 1M events).
+        self._cache: OrderedDict[tuple[str, str | None], str | tuple[str, str]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -125,9 +128,10 @@ class PhoneNormalizer:
                 return cached
             raise PhoneError(cached[1], reason=cached[0])
         # The same number in another spelling ("(212) 345-6789" after "212-345-6789") costs a
-        # look-up too: successes are also cached under the bare digits. Rejections are not, so
-        # an odd spelling can never reject a number that parses.
-        canon = _canonical(raw, region_hint)
+        # look-up too: a success is cached under the bare digits when the spelling has a digits
+        # form (one entry for all spellings). Rejections only as written, so an odd spelling
+        # can never reject a number that parses.
+        canon = _canonical(raw, region_hint, self._default)
         if canon is not None:
             known = self._cache.get(canon)
             if isinstance(known, str):
@@ -140,13 +144,8 @@ class PhoneNormalizer:
             result = (exc.reason, str(exc))
         if self._cache_size:
             if len(self._cache) >= self._cache_size:
-                # Drop the oldest entry (dicts keep insertion order).
-                del self._cache[next(iter(self._cache))]
-            self._cache[key] = result
-            if canon is not None and isinstance(result, str) and canon != key:
-                if len(self._cache) >= self._cache_size:
-                    del self._cache[next(iter(self._cache))]
-                self._cache[canon] = result
+                self._cache.popitem(last=False)  # the oldest entry
+            self._cache[canon if canon is not None and isinstance(result, str) else key] = result
         if isinstance(result, str):
             return result
         raise PhoneError(result[1], reason=result[0])
@@ -179,10 +178,10 @@ class PhoneNormalizer:
         raise errors[0]
 
 
-def _canonical(raw: str, region_hint: str | None) -> tuple[str, str | None] | None:
+def _canonical(raw: str, region_hint: str | None, default: str) -> tuple[str, str | None] | None:
     """The cache key of ``raw`` by its digits alone, when punctuation is all it holds besides them.
 
-    ``+`` and digits ignore the region; bare digits keep the hint. None for anything else
+    ``+`` and digits ignore the region; bare digits keep a hint that changes the parse. None for anything else
     (letters, extensions, other symbols): such input is only cached as written.
     """
     text = raw.strip()
@@ -190,7 +189,11 @@ def _canonical(raw: str, region_hint: str | None) -> tuple[str, str | None] | No
     digits = (text[1:] if plus else text).translate(_PUNCTUATION)
     if not digits or not digits.isascii() or not digits.isdigit():
         return None
-    return ("+" + digits, None) if plus else (digits, region_hint)
+    if plus:
+        return "+" + digits, None
+    # Only a supported hint other than the default changes the parse (see ``_parse``).
+    hint = region_hint.strip().upper() if region_hint else None
+    return digits, hint if hint in phonenumbers.SUPPORTED_REGIONS and hint != default else None
 
 
 def _parse_in(text: str, region: str) -> str:

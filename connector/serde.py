@@ -290,7 +290,10 @@ class AvroCodec:
         if self.wire_format == "confluent" and schema_id is None:
             raise SerdeError(f"invalid record: {self.name}: confluent framing needs a schema_id")
         try:
-            validate(record, self._full, raise_errors=True)
+            # The cheap check first: with raise_errors=True fastavro builds an error (a JSON dump)
+            # for every union branch it tries, ~10x the cost even for a valid record.
+            if not validate(record, self._full, raise_errors=False):
+                validate(record, self._full, raise_errors=True)
         except ValidationError as exc:
             fields = ", ".join(f"{e.field} (expected {_type_label(e.schema)})" for e in exc.errors)
             raise SerdeError(f"invalid record: {self.name}: {fields}") from None
