@@ -15,6 +15,7 @@ Rejection reasons (bounded, usable as metric labels):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import OrderedDict
 
@@ -143,12 +144,35 @@ class PhoneNormalizer:
         except PhoneError as exc:
             result = (exc.reason, str(exc))
         if self._cache_size:
-            if len(self._cache) >= self._cache_size:
-                self._cache.popitem(last=False)  # the oldest entry
-            self._cache[canon if canon is not None and isinstance(result, str) else key] = result
+            if isinstance(result, str):
+                # Every digits-only spelling that parses to this very number shares the entry:
+                # international (+CC NSN), and, for a number of the default region, national
+                # (NSN) and trunk-prefixed (1 NSN, 0 NSN): one parse per number, not per spelling.
+                for alias in self._aliases(result):
+                    self._remember(alias, result)
+            self._remember(canon if canon is not None and isinstance(result, str) else key, result)
         if isinstance(result, str):
             return result
         raise PhoneError(result[1], reason=result[0])
+
+    def _remember(self, key: tuple[str, str | None], value: str | tuple[str, str]) -> None:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+        elif len(self._cache) >= self._cache_size:
+            self._cache.popitem(last=False)  # the oldest entry
+        self._cache[key] = value
+
+    def _aliases(self, e164: str) -> list[tuple[str, str | None]]:
+        """Cache keys of the other digits-only spellings that parse to ``e164``."""
+        keys: list[tuple[str, str | None]] = [(e164, None)]
+        number = phonenumbers.parse(e164, None)
+        if phonenumbers.region_code_for_number(number) == self._default:
+            nsn = phonenumbers.national_significant_number(number)
+            keys.append((nsn, None))
+            prefix = _national_prefix(self._default)
+            if prefix:
+                keys.append((prefix + nsn, None))
+        return keys
 
     def _parse(self, raw: str, region_hint: str | None) -> str:
         if len(raw) > MAX_RAW_LENGTH:
@@ -176,6 +200,14 @@ class PhoneNormalizer:
                 errors.append(exc)
         # The hint's error is the most telling one.
         raise errors[0]
+
+
+@functools.cache
+def _national_prefix(region: str) -> str:
+    """The trunk prefix of ``region`` ("1" for US, "0" for GB), or "" when it has none."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    prefix = metadata.national_prefix if metadata is not None else None
+    return prefix if isinstance(prefix, str) and prefix.isdigit() else ""
 
 
 def _canonical(raw: str, region_hint: str | None, default: str) -> tuple[str, str | None] | None:

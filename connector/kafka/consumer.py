@@ -22,10 +22,15 @@ what is committable for them; the thread commits that synchronously and only the
 revoke complete. Lost partitions (``on_lost``) are dropped the same way but never committed:
 another member may own them already.
 
-Bounded hand-off: when ``max_pending_batches`` lists wait in the queue, the thread pauses
-every assigned partition (and keeps polling, so rebalances and the poll interval are
-served) until the loop has taken half of them. This "flow pause" is independent of the
-pauses the loop asks for (backpressure): a partition is paused while either wants it.
+Bounded hand-off: when ``max_pending_batches`` lists wait in the queue, the thread first
+*holds*: it stops calling ``consume()`` (librdkafka's prefetch queue, itself bounded, keeps
+what arrives) until the loop takes a list, for at most ``flow_hold_s``. Only a loop that
+stays behind longer than that gets the "flow pause": every assigned partition is paused
+(and the thread keeps polling, so rebalances and the poll interval are served) until the
+loop has taken half of them. Holding first matters for throughput: a pause drops the
+partitions' prefetched records and a resume fetches them again, a stall every time a
+busy loop falls a few lists behind. The flow pause is independent of the pauses the loop
+asks for (backpressure): a partition is paused while either wants it.
 
 :attr:`ConsumerThread.last_poll` is the monotonic time of the last completed poll, for
 ``/healthz``. The optional ``stats_cb`` receives librdkafka's statistics JSON on the
@@ -93,7 +98,8 @@ class ConsumerThread:
         batch_size: ``num_messages`` of one ``consume()`` call.
         poll_timeout_s: how long one ``consume()`` call may block; also the latency of
             commands.
-        max_pending_batches: message lists the loop may lag behind before the flow pause.
+        max_pending_batches: message lists the loop may lag behind before the thread holds.
+        flow_hold_s: how long the thread holds before it pauses the partitions instead.
         revoke_timeout_s: how long a revoke waits for the loop before completing anyway
             (uncommitted: the records are read again by the next owner).
         stats_cb: called with librdkafka's statistics JSON, on the consumer thread.
@@ -109,6 +115,7 @@ class ConsumerThread:
         batch_size: int = 1000,
         poll_timeout_s: float = 0.2,
         max_pending_batches: int = 8,
+        flow_hold_s: float = 5.0,
         revoke_timeout_s: float = 10.0,
         stats_cb: Callable[[str], None] | None = None,
         statistics_interval_ms: int = 0,
@@ -125,6 +132,9 @@ class ConsumerThread:
         self._batch_size = batch_size
         self._poll_timeout_s = poll_timeout_s
         self._max_pending = max(1, max_pending_batches)
+        self._flow_hold_s = flow_hold_s
+        self._hold_since: float | None = None
+        self._taken = threading.Event()  # set by the loop whenever it takes a list
         self._revoke_timeout_s = revoke_timeout_s
 
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -207,6 +217,7 @@ class ConsumerThread:
             raise ConsumeError("consumer is closed", retriable=False)
         with self._pending_lock:
             self._pending -= 1
+        self._taken.set()
         return batch
 
     def pause(self, tps: Iterable[TP] | None = None) -> asyncio.Future[None]:
@@ -391,6 +402,8 @@ class ConsumerThread:
         try:
             while not self._closing.is_set():
                 self._run_commands(consumer)
+                if self._hold():
+                    continue
                 self._flow_control(consumer)
                 messages = consumer.consume(num_messages=self._batch_size, timeout=self._poll_timeout_s)
                 self._last_poll = time.monotonic()
@@ -467,6 +480,24 @@ class ConsumerThread:
             with self._pending_lock:
                 self._pending += 1
             self._call_loop(self._deliver, good)
+
+    def _hold(self) -> bool:
+        """Wait (without consuming) while the loop is ``max_pending_batches`` behind, for up to
+        ``flow_hold_s`` in a row; True while holding."""
+        with self._pending_lock:
+            pending = self._pending
+        if pending < self._max_pending or self._flow_paused:
+            self._hold_since = None
+            return False
+        now = time.monotonic()
+        if self._hold_since is None:
+            self._hold_since = now
+        if now - self._hold_since >= self._flow_hold_s:
+            return False  # the loop stays behind: pause instead, and keep polling
+        self._taken.clear()
+        self._taken.wait(self._poll_timeout_s)
+        self._last_poll = time.monotonic()  # alive: holding is this thread's work
+        return True
 
     def _flow_control(self, consumer: Consumer) -> None:
         with self._pending_lock:

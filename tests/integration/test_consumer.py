@@ -136,6 +136,29 @@ async def test_flow_pause_bounds_the_hand_off(kafka_bootstrap: str, topic_factor
         await consumer.close()
 
 
+async def test_a_loop_that_stays_behind_gets_a_flow_pause_after_the_hold(kafka_bootstrap: str, topic_factory) -> None:
+    topic = topic_factory("in")
+    produce(kafka_bootstrap, topic, 12)
+    consumer = ConsumerThread(group_config(kafka_bootstrap, f"t-{uuid.uuid4().hex}"), [topic],
+                              batch_size=1, max_pending_batches=2, poll_timeout_s=0.05, flow_hold_s=0.5)
+    await consumer.start()
+    try:
+        async with asyncio.timeout(10):
+            while consumer._queue.qsize() < 2:
+                await asyncio.sleep(0.02)
+        polled = consumer.last_poll
+        await asyncio.sleep(0.2)  # holding: no pause yet, but the thread is alive
+        assert not consumer._flow_paused
+        assert consumer.last_poll > polled
+        async with asyncio.timeout(5):
+            while not consumer._flow_paused:  # held longer than flow_hold_s: paused, polling on
+                await asyncio.sleep(0.05)
+        messages = await collect(consumer, 12)
+        assert [m.value() for m in messages] == [f"v{i}".encode() for i in range(12)]
+    finally:
+        await consumer.close()
+
+
 async def test_cooperative_revoke_commits_listener_offsets_and_drops_queue(
     kafka_bootstrap: str, topic_factory
 ) -> None:

@@ -140,3 +140,38 @@ def test_us_national_numbers_round_trip(national: int) -> None:
     else:
         assert result == f"+1{national}"
         assert norm.normalize(result) == result
+
+
+def test_every_spelling_of_a_number_is_parsed_once() -> None:
+    norm = PhoneNormalizer("US")
+    spellings = ["(212) 345-6789", "+1 212 345 6789", "212.345.6789", "1-212-345-6789", "+12123456789",
+                 "2123456789"]
+    assert {norm.normalize(s) for s in spellings} == {"+12123456789"}
+    assert norm.misses == 1 and norm.hits == len(spellings) - 1
+
+
+def test_a_rejected_spelling_never_rejects_a_parseable_one() -> None:
+    norm = PhoneNormalizer("US")
+    with pytest.raises(PhoneError):
+        norm.normalize("212-345-678")  # one digit short
+    assert norm.normalize("212-345-6789") == "+12123456789"
+
+
+@given(st.sampled_from(["2123456789", "4155550123", "6175551234"]), st.sampled_from(["US", "GB", "DE"]))
+def test_cached_aliases_agree_with_a_fresh_parse(digits: str, region: str) -> None:
+    warm = PhoneNormalizer(region)
+    try:
+        warm.normalize("+1" + digits)
+    except PhoneError:
+        pass
+    for spelling in (digits, "1" + digits, "+1" + digits):
+        fresh = PhoneNormalizer(region, cache_size=0)
+        try:
+            expected: str | None = fresh.normalize(spelling)
+        except PhoneError:
+            expected = None
+        try:
+            got: str | None = warm.normalize(spelling)
+        except PhoneError:
+            got = None
+        assert got == expected
