@@ -14,6 +14,7 @@ another list moves it).
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterable
 
 from pyroaring import BitMap64
@@ -182,6 +183,7 @@ class DncTable:
             bitmap.run_optimize()
             bitmap.shrink_to_fit()
 
+
     def memory_bytes(self) -> int:
         """Estimate the bytes the table occupies (container payloads plus bookkeeping)."""
         total = 0
@@ -198,3 +200,12 @@ class DncTable:
     def serialized_bytes(self) -> int:
         """Bytes of the portable serialization of every list (a snapshot's size)."""
         return sum(len(bitmap.serialize()) for bitmap in self._lists.values())
+
+
+def release_free_heap() -> None:
+    """Give freed heap pages back to the OS (glibc ``malloc_trim``), so that a bulk load's
+    temporary growth does not stay in the resident set. A no-op where it is unavailable."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

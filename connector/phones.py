@@ -163,15 +163,20 @@ class PhoneNormalizer:
         self._cache[key] = value
 
     def _aliases(self, e164: str) -> list[tuple[str, str | None]]:
-        """Cache keys of the other digits-only spellings that parse to ``e164``."""
+        """Cache keys of the other digits-only spellings that parse to ``e164``.
+
+        A national spelling read in the default region gets the default region's country
+        code; when that is this number's country code it is the very same number (so the
+        same validity), whichever region of a shared code (NANP's +1) it belongs to.
+        """
         keys: list[tuple[str, str | None]] = [(e164, None)]
-        number = phonenumbers.parse(e164, None)
-        if phonenumbers.region_code_for_number(number) == self._default:
-            nsn = phonenumbers.national_significant_number(number)
-            keys.append((nsn, None))
-            prefix = _national_prefix(self._default)
-            if prefix:
-                keys.append((prefix + nsn, None))
+        code, prefix = _country_code_and_prefix(self._default)
+        if e164.startswith(code, 1):
+            nsn = e164[1 + len(code):]
+            if not nsn.startswith("0"):  # a leading zero would be read as a trunk prefix
+                keys.append((nsn, None))
+                if prefix:
+                    keys.append((prefix + nsn, None))
         return keys
 
     def _parse(self, raw: str, region_hint: str | None) -> str:
@@ -203,11 +208,12 @@ class PhoneNormalizer:
 
 
 @functools.cache
-def _national_prefix(region: str) -> str:
-    """The trunk prefix of ``region`` ("1" for US, "0" for GB), or "" when it has none."""
+def _country_code_and_prefix(region: str) -> tuple[str, str]:
+    """``region``'s country code and trunk prefix: ("1", "1") for US, ("44", "0") for GB."""
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     prefix = metadata.national_prefix if metadata is not None else None
-    return prefix if isinstance(prefix, str) and prefix.isdigit() else ""
+    code = str(phonenumbers.country_code_for_region(region))
+    return code, prefix if isinstance(prefix, str) and prefix.isdigit() else ""
 
 
 def _canonical(raw: str, region_hint: str | None, default: str) -> tuple[str, str | None] | None:

@@ -39,7 +39,7 @@ from typing import Any, Literal, Protocol
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as RdKafkaError
 
-from connector.dnc import DncTable, e164_to_int
+from connector.dnc import DncTable, e164_to_int, release_free_heap
 from connector.errors import SerdeError
 from connector.kafka.dead_letters import DeadLetterWriter
 from connector.kafka.dlq import plain_headers
@@ -322,6 +322,7 @@ class DncSource:
         while not self._stop.is_set():
             if bootstrapping and not pending:
                 bootstrapping = False
+                self._compact()
                 self.bootstrap_seconds = time.monotonic() - started
                 # the gauges say "ready" before /readyz can
                 self._report(consumer, marks)
@@ -351,6 +352,14 @@ class DncSource:
                     for tp in consumer.position([TopicPartition(self.topic, p) for p in pending]):
                         if tp.offset >= 0 and tp.offset >= high[tp.partition]:
                             pending.discard(tp.partition)
+
+    def _compact(self) -> None:
+        """After the bulk load: drop the bitmaps' growth slack and hand freed heap back."""
+        optimize = getattr(self.table, "optimize", None)
+        if optimize is not None:
+            with self.lock:
+                optimize()
+        release_free_heap()
 
     def _list_name(self, value: bytes) -> str:
         fmt = self._value_format
