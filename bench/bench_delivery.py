@@ -19,7 +19,10 @@ delivers them to an unlimited simulator. Figure: p50 / p99 from each event's pro
 (matched through the event's source offset ranges), against window length + job time
 (10,000 / the simulator's ``items_per_second``). Target: p99 <= window + job time + 1 s.
 
-Usage: ``python bench/bench_delivery.py [--rps R] [--backlog N] [--duration S] [--skip-latency]``
+``--max-rps`` sets the connector's ``cxone.max_requests_per_second`` for (a) (default 0: no
+configured rate, the pacer's AIMD alone).
+
+Usage: ``python bench/bench_delivery.py [--rps R] [--max-rps M] [--backlog N] [--duration S] [--skip-latency]``
 """
 
 from __future__ import annotations
@@ -169,13 +172,14 @@ def produce_paced(bootstrap: str, topic: str, run: str, rate: float, duration: f
     return sent
 
 
-def app_settings(bootstrap: str, topics: dict[str, str], sim_url: str, *, statistics: bool = False) -> Settings:
+def app_settings(bootstrap: str, topics: dict[str, str], sim_url: str, *, statistics: bool = False,
+                 max_rps: float = 0.0) -> Settings:
     env = {SECRET_ENV: SIM_SECRET}
     return load_settings({
         "kafka": {"bootstrap_servers": bootstrap, "group_id": f"bench-delivery-{uuid.uuid4().hex[:8]}",
                   "statistics_interval_ms": 1000 if statistics else 0},
         "topics": topics,
-        "cxone": {"base_url": sim_url, "client_secret": f"env:{SECRET_ENV}"},
+        "cxone": {"base_url": sim_url, "client_secret": f"env:{SECRET_ENV}", "max_requests_per_second": max_rps},
         "server": {"host": "127.0.0.1", "port": 0},
         "logging": {"level": "WARNING"},
     }, env)
@@ -205,7 +209,8 @@ def read_topic(bootstrap: str, topic: str) -> list[Message]:
 # ---------------------------------------------------------------------------- utilisation
 
 
-async def utilisation(bootstrap: str, rps: float, backlog: int, partitions: int, timeout: float) -> bool:
+async def utilisation(bootstrap: str, rps: float, backlog: int, partitions: int, timeout: float,
+                      max_rps: float = 0.0) -> bool:
     prefix = benchlib.unique_prefix("delivery-util")
     topics = topics_for(prefix)
     sim: SimulatorProcess | None = None
@@ -213,7 +218,7 @@ async def utilisation(bootstrap: str, rps: float, backlog: int, partitions: int,
         create(bootstrap, topics, partitions)
         produce_backlog(bootstrap, topics["contacts"], prefix.rsplit(".", 1)[-1], backlog)
         sim = SimulatorProcess(rps, items_per_second=50_000)
-        app = App(app_settings(bootstrap, topics, sim.url))
+        app = App(app_settings(bootstrap, topics, sim.url, max_rps=max_rps))
         runner = asyncio.create_task(app.run())
         first: float | None = None
         landed = 0
@@ -241,8 +246,9 @@ async def utilisation(bootstrap: str, rps: float, backlog: int, partitions: int,
     limited = counts.get("429", 0)
     share = limited / total if total else 0.0
     ratio = rate / ceiling
-    print(f"utilisation: R = {rps} req/s (ceiling {ceiling:,.0f} contacts/s); {landed:,} of {backlog:,} contacts "
-          f"landed in {seconds:.1f}s = {rate:,.0f} contacts/s")
+    pacing = f"cxone.max_requests_per_second = {max_rps}" if max_rps > 0 else "no configured rate (AIMD alone)"
+    print(f"utilisation: R = {rps} req/s (ceiling {ceiling:,.0f} contacts/s), {pacing}; "
+          f"{landed:,} of {backlog:,} contacts landed in {seconds:.1f}s = {rate:,.0f} contacts/s")
     print(f"  bulk inserts: {total} requests, by status {dict(sorted(counts.items()))}")
     ok_u, ok_429 = ratio >= TARGET_UTILISATION, share < TARGET_429
     print(f"ratio delivered/ceiling: {ratio:5.2f}  (target >= {TARGET_UTILISATION}: {'met' if ok_u else 'MISSED'})")
@@ -338,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rps", type=float, default=0.5, help="bulk inserts per second the simulator allows")
     parser.add_argument("--backlog", type=int, default=200_000, help="contacts to deliver for (a)")
+    parser.add_argument("--max-rps", type=float, default=0.0,
+                        help="the connector's cxone.max_requests_per_second for (a) (0: none, AIMD alone)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of paced producing for (b)")
     parser.add_argument("--capacity-events", type=int, default=100_000,
                         help="backlog measuring the ingest capacity for (b)")
@@ -359,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     benchlib.print_machine()
     ok = True
     if not args.skip_utilisation:
-        ok &= asyncio.run(utilisation(args.bootstrap, args.rps, args.backlog, args.partitions, args.timeout))
+        ok &= asyncio.run(utilisation(args.bootstrap, args.rps, args.backlog, args.partitions, args.timeout,
+                                      args.max_rps))
     if not args.skip_latency:
         cap = asyncio.run(capacity(args.bootstrap, args.capacity_events, args.partitions))
         print(f"ingest capacity (same events, submit settles at once): {cap:,.0f} events/s", flush=True)

@@ -122,6 +122,10 @@ class CXoneSettings:
     connect_timeout_s: float = 5.0
     max_in_flight: int = 4
     max_request_attempts: int = 8
+    #: Client-side limit on CXone API requests per second of one client (0: none). A 429
+    #: also closes the client's gate until its Retry-After and halves the pace (AIMD, also
+    #: when this is 0); see connector/cxone/pacing.py.
+    max_requests_per_second: float = 0.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
 

@@ -72,7 +72,7 @@ class CallListsClient:
         resp = await request_with_retries(
             self._http, method, url, tokens=self.tokens, json=json,
             max_attempts=self._retrying.max_attempts, delays=self._retrying.delays(),
-            sleep=self._retrying.sleep, what=what, endpoint=endpoint,
+            sleep=self._retrying.sleep, what=what, endpoint=endpoint, pacer=self._retrying.gate,
         )
         return resp.json()
 

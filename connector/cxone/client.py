@@ -7,6 +7,7 @@ retry policy (``cxone.max_request_attempts``, backoff from ``cxone.backoff_*``).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -16,6 +17,8 @@ import aiohttp
 from connector.config import CXoneSettings
 from connector.cxone.auth import TokenCache
 from connector.cxone.backoff import Jitter, backoff, full_jitter
+from connector.cxone.http import PaceGate
+from connector.cxone.pacing import Pacer
 from connector.cxone.protocol import JobUpdate
 from connector.models import Batch
 
@@ -77,16 +80,25 @@ class ProfileClient(Protocol):
 
 
 class Retrying:
-    """Retry settings shared by a profile's calls."""
+    """Retry settings and the request pacing shared by a profile's calls (one per client).
+
+    Args:
+        clock: monotonic seconds for the pacer.
+    """
 
     def __init__(
-        self, settings: CXoneSettings, *, jitter: Jitter = full_jitter, sleep: Sleep = asyncio.sleep
+        self, settings: CXoneSettings, *, jitter: Jitter = full_jitter, sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_attempts = max(1, settings.max_request_attempts)
         self.initial = settings.backoff_initial_s
         self.maximum = settings.backoff_max_s
         self.jitter = jitter
         self.sleep = sleep
+        # Never adapt below one request per longest backoff delay.
+        floor = 1.0 / settings.backoff_max_s if settings.backoff_max_s > 0 else 1.0
+        #: Every API request of the client passes this gate (not the token endpoint).
+        self.gate = PaceGate(Pacer(settings.max_requests_per_second, min_rate=floor, clock=clock))
 
     def delays(self) -> Iterator[float]:
         """A fresh backoff sequence for one call."""

@@ -28,6 +28,7 @@ from connector.cxone.exceptions import (
     ServerError,
     TransportError,
 )
+from connector.cxone.pacing import Pacer
 from connector.metrics import status_class
 
 if TYPE_CHECKING:
@@ -166,6 +167,45 @@ class Http:
         return resp
 
 
+class PaceGate:
+    """The asyncio side of a client's :class:`~connector.cxone.pacing.Pacer`.
+
+    Waiters queue in FIFO order (one lock); the head sleeps until the pacer lets it go and
+    recomputes only when the pacer changed meanwhile (a 429 closed the gate, another request
+    went), so an injected sleep that does not really wait never spins.
+    """
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, sleep: Sleep, *, probe: float | None = None) -> float:
+        """Wait for the request's turn and take it.
+
+        Args:
+            sleep: how to wait.
+            probe: see :meth:`Pacer.delay`; the probe skips the queue (it already waited).
+
+        Returns:
+            The send time, for :meth:`Pacer.succeeded` / :meth:`Pacer.throttled`.
+        """
+        if probe is not None:
+            return await self._wait(sleep, probe)
+        async with self._lock:
+            return await self._wait(sleep, None)
+
+    async def _wait(self, sleep: Sleep, probe: float | None) -> float:
+        while True:
+            version = self.pacer.version
+            delay = self.pacer.delay(probe=probe)
+            if delay <= 0:
+                break
+            await sleep(delay)
+            if self.pacer.version == version:
+                break
+        return self.pacer.take(probe=probe)
+
+
 async def request_with_retries(
     http: Http,
     method: str,
@@ -180,16 +220,20 @@ async def request_with_retries(
     sleep: Sleep = asyncio.sleep,
     what: str = "request",
     endpoint: str | None = None,
+    pacer: PaceGate | None = None,
 ) -> Response:
     """Send a request until it succeeds, fails fatally, or ``max_attempts`` are used.
 
-    A 401 invalidates the token and retries once at once; a second 401 is fatal.
+    A 401 invalidates the token and retries once at once; a second 401 is fatal. With a
+    ``pacer`` every attempt waits for its turn first, and a 429 closes the pacer's gate for
+    all requests of the client (see :mod:`connector.cxone.pacing`).
 
     Args:
         url: the URL, or an async callable giving it (discovered endpoints).
         tokens: the profile's token cache; None for unauthenticated calls.
         delays: backoff delays for retriable failures without ``Retry-After``.
         endpoint: the metrics ``endpoint`` label of this call (``None``: not counted).
+        pacer: the client's pacing gate; None sends at once.
 
     Raises:
         AuthError: credentials refused after one refresh.
@@ -199,17 +243,25 @@ async def request_with_retries(
     """
     refreshed = False
     attempt = 0
+    probe: float | None = None
     while True:
         attempt += 1
+        sent_at: float | None = None
         try:
+            if pacer is not None:
+                sent_at = await pacer.acquire(sleep, probe=probe)
+                probe = None
             full_headers = dict(headers or {})
             token = None
             if tokens is not None:
                 token = await tokens.get()
                 full_headers["Authorization"] = f"Bearer {token}"
             target = url if isinstance(url, str) else await url()
-            return http.check(await http.send(method, target, headers=full_headers, json=json, params=params,
+            resp = http.check(await http.send(method, target, headers=full_headers, json=json, params=params,
                                               endpoint=endpoint))
+            if pacer is not None and sent_at is not None:
+                pacer.pacer.succeeded(sent_at)
+            return resp
         except CXoneError as err:
             if isinstance(err, AuthError) and err.status == 401 and tokens is not None and not refreshed:
                 refreshed = True
@@ -221,10 +273,17 @@ async def request_with_retries(
                 continue
             if not err.retriable:
                 raise
+            delay = retry_delay(err, delays)
+            queued = False
+            if pacer is not None and sent_at is not None and isinstance(err, RateLimitedError):
+                # Close the gate for every request of the client; only the request that opened
+                # this 429 episode waits on its own (the probe), the others queue at the gate.
+                probe = pacer.pacer.throttled(sent_at, delay)
+                queued = probe is None
             if attempt >= max_attempts:
                 raise RetriesExhaustedError(attempt, err) from err
-            delay = retry_delay(err, delays)
             http.record_retry(endpoint, retry_reason(err))
             log.info("%s failed (attempt %d/%d, %s); retrying in %.2fs",
                      what, attempt, max_attempts, type(err).__name__, delay)
-            await sleep(delay)
+            if not queued:
+                await sleep(delay)

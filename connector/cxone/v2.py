@@ -52,7 +52,7 @@ class V2Client:
         resp = await request_with_retries(
             self._http, method, self._base + path, tokens=self.tokens, headers=headers, json=json,
             max_attempts=self._retrying.max_attempts, delays=self._retrying.delays(),
-            sleep=self._retrying.sleep, what=what, endpoint=endpoint,
+            sleep=self._retrying.sleep, what=what, endpoint=endpoint, pacer=self._retrying.gate,
         )
         return resp.json()
 
