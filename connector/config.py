@@ -70,7 +70,9 @@ class PhoneSettings:
     """Normalisation to E.164."""
 
     default_region: str = "US"
-    cache_size: int = 200_000
+    #: Spellings remembered (about 170 bytes each; every number takes up to three: +CC, national,
+    #: trunk-prefixed). Size it to about three times the distinct numbers in flight.
+    cache_size: int = 1_000_000
 
 
 @dataclass(frozen=True)

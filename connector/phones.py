@@ -80,7 +80,7 @@ class PhoneNormalizer:
 
     __slots__ = ("_cache", "_cache_size", "_default", "hits", "misses")
 
-    def __init__(self, default_region: str = "US", cache_size: int = 200_000) -> None:
+    def __init__(self, default_region: str = "US", cache_size: int = 1_000_000) -> None:
         region = default_region.upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown default region {default_region!r}")
@@ -91,7 +91,9 @@ class PhoneNormalizer:
         # Value: the E.164 string, or (reason, message) for a rejection.
         # OrderedDict: dropping the oldest entry is O(1); ``next(iter(dict))`` is not, as it
         # scans past every slot already deleted at the front (75 s instead of 22 s at 1M events).
-        self._cache: OrderedDict[tuple[str, str | None], str | tuple[str, str]] = OrderedDict()
+        # Keys are plain strings (the spelling, plus "\x00" and the hint when one matters):
+        # a tuple per entry would cost 56 bytes more, and the cache may hold a million.
+        self._cache: OrderedDict[str, str | tuple[str, str]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -121,7 +123,7 @@ class PhoneNormalizer:
         """
         if not isinstance(raw, str) or not (region_hint is None or isinstance(region_hint, str)):
             raise PhoneError("phone or region hint is not a string", reason="unparseable")
-        key = (raw, region_hint)
+        key = raw if region_hint is None else f"{raw}\x00{region_hint}"
         cached = self._cache.get(key)
         if cached is not None:
             self.hits += 1
@@ -155,28 +157,28 @@ class PhoneNormalizer:
             return result
         raise PhoneError(result[1], reason=result[0])
 
-    def _remember(self, key: tuple[str, str | None], value: str | tuple[str, str]) -> None:
+    def _remember(self, key: str, value: str | tuple[str, str]) -> None:
         if key in self._cache:
             self._cache.move_to_end(key)
         elif len(self._cache) >= self._cache_size:
             self._cache.popitem(last=False)  # the oldest entry
         self._cache[key] = value
 
-    def _aliases(self, e164: str) -> list[tuple[str, str | None]]:
+    def _aliases(self, e164: str) -> list[str]:
         """Cache keys of the other digits-only spellings that parse to ``e164``.
 
         A national spelling read in the default region gets the default region's country
         code; when that is this number's country code it is the very same number (so the
         same validity), whichever region of a shared code (NANP's +1) it belongs to.
         """
-        keys: list[tuple[str, str | None]] = [(e164, None)]
+        keys = [e164]
         code, prefix = _country_code_and_prefix(self._default)
         if e164.startswith(code, 1):
             nsn = e164[1 + len(code):]
             if not nsn.startswith("0"):  # a leading zero would be read as a trunk prefix
-                keys.append((nsn, None))
+                keys.append(nsn)
                 if prefix:
-                    keys.append((prefix + nsn, None))
+                    keys.append(prefix + nsn)
         return keys
 
     def _parse(self, raw: str, region_hint: str | None) -> str:
@@ -216,7 +218,7 @@ def _country_code_and_prefix(region: str) -> tuple[str, str]:
     return code, prefix if isinstance(prefix, str) and prefix.isdigit() else ""
 
 
-def _canonical(raw: str, region_hint: str | None, default: str) -> tuple[str, str | None] | None:
+def _canonical(raw: str, region_hint: str | None, default: str) -> str | None:
     """The cache key of ``raw`` by its digits alone, when punctuation is all it holds besides them.
 
     ``+`` and digits ignore the region; bare digits keep a hint that changes the parse. None for anything else
@@ -228,10 +230,10 @@ def _canonical(raw: str, region_hint: str | None, default: str) -> tuple[str, st
     if not digits or not digits.isascii() or not digits.isdigit():
         return None
     if plus:
-        return "+" + digits, None
+        return "+" + digits
     # Only a supported hint other than the default changes the parse (see ``_parse``).
     hint = region_hint.strip().upper() if region_hint else None
-    return digits, hint if hint in phonenumbers.SUPPORTED_REGIONS and hint != default else None
+    return f"{digits}\x00{hint}" if hint in phonenumbers.SUPPORTED_REGIONS and hint != default else digits
 
 
 def _parse_in(text: str, region: str) -> str:
