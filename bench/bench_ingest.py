@@ -38,7 +38,7 @@ import benchlib
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from fastavro import parse_schema, schemaless_reader
 
-from connector.config import Settings, load_settings
+from connector.config import PhoneSettings, Settings, load_settings
 from connector.ingest import IngestPipeline
 from connector.kafka.client_config import dnc_consumer_config, producer_config
 from connector.kafka.dead_letters import DeadLetterWriter
@@ -213,7 +213,7 @@ def run_peer(bootstrap: str, topics: Topics, events: int) -> dict[str, Any]:
     proc = subprocess.run(
         [python, str(PEERS / "quix_ingest.py"), "--bootstrap", bootstrap, "--topic", topics.contacts,
          "--dnc-topic", topics.dnc, "--dlq-topic", topics.dlq, "--suppressed-topic", topics.suppressed,
-         "--events", str(events)],
+         "--events", str(events), "--cache-size", str(PhoneSettings().cache_size)],
         capture_output=True, text=True, check=False, timeout=3600,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

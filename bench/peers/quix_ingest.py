@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, required=True)
     parser.add_argument("--region", default="US")
     parser.add_argument("--max-items", type=int, default=10_000)
-    parser.add_argument("--cache-size", type=int, default=200_000)
+    parser.add_argument("--cache-size", type=int, default=1_000_000)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
