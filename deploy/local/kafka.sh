@@ -58,7 +58,7 @@ fetch() {
   command -v mvn >/dev/null || { say "Maven (mvn) is required to fetch the Kafka jars"; exit 1; }
   say "resolving Apache Kafka $KAFKA_VERSION with Maven into $LIBS"
   rm -rf "$LIBS" && mkdir -p "$LIBS"
-  mvn -q -B -f "$HERE/pom.xml" dependency:copy-dependencies \
+  mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" dependency:copy-dependencies \
       -DoutputDirectory="$LIBS" -DincludeScope=runtime >&2
   touch "$LIBS/.complete"
 }
