@@ -36,7 +36,7 @@ from typing import Any
 
 import benchlib
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from fastavro import parse_schema, schemaless_reader
+from fastavro import schemaless_reader
 
 from connector.config import PhoneSettings, Settings, load_settings
 from connector.ingest import IngestPipeline
@@ -45,7 +45,7 @@ from connector.kafka.dead_letters import DeadLetterWriter
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.producer import AsyncProducer
 from connector.models import Batch
-from connector.serde import raw_schema
+from connector.serde import plain_schema
 from connector.tools.sample_data import SampleSpec, generate
 
 TARGET_RAW = 0.5
@@ -82,17 +82,9 @@ def produce_workload(bootstrap: str, topics: Topics, spec: SampleSpec) -> dict[s
     return stats
 
 
-def _strip_logical(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _strip_logical(v) for k, v in node.items() if k != "logicalType"}
-    if isinstance(node, list):
-        return [_strip_logical(v) for v in node]
-    return node
-
-
 def run_raw(bootstrap: str, topic: str, partitions: int, events: int, batch_size: int) -> float:
     """Records per second of consume(num_messages=batch_size) + schemaless decode of each value."""
-    parsed = parse_schema(_strip_logical(raw_schema("ContactOptInChanged")))
+    parsed = plain_schema("ContactOptInChanged")
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex}",
                          "enable.auto.commit": "false"})
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])

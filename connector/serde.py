@@ -148,6 +148,17 @@ def schema(name: str) -> dict[str, Any]:
     return _Schemas.get().full[name]
 
 
+def plain_schema(name: str) -> dict[str, Any]:
+    """The parsed schema ``name`` without logical types: what :class:`AvroCodec` decodes with
+    (timestamps stay epoch milliseconds; the binary encoding is the same).
+
+    Raises:
+        SerdeError: the name is not one of ours, or the schema files cannot be loaded.
+    """
+    _check_name(name)
+    return _Schemas.get().plain[name]
+
+
 def raw_schema(name: str) -> dict[str, Any]:
     """The schema ``name`` as written in its ``.avsc`` file (for registering it).
 

@@ -134,9 +134,7 @@ class CallListsClient:
             HTTPStatusError: a fatal answer (4xx), with status and body.
             RetriesExhaustedError: 429/5xx/I-O failures for every allowed attempt.
         """
-        body = {"dncGroupRecords": [{"phoneNumber": number} for number in numbers]}
-        await self._call("POST", urllib.parse.quote(group_id, safe="") + "/records", what="DNC group records",
-                         endpoint="dnc_records", json=body, resource="dnc-groups")
+        await self._dnc_records("POST", group_id, numbers)
 
     async def remove_dnc_records(self, group_id: str, numbers: list[str]) -> None:
         """Expire numbers in a DNC group (``DELETE /dnc-groups/{groupId}/records``).
@@ -145,8 +143,11 @@ class CallListsClient:
             HTTPStatusError: a fatal answer (4xx), with status and body.
             RetriesExhaustedError: 429/5xx/I-O failures for every allowed attempt.
         """
+        await self._dnc_records("DELETE", group_id, numbers)
+
+    async def _dnc_records(self, method: str, group_id: str, numbers: list[str]) -> None:
         body = {"dncGroupRecords": [{"phoneNumber": number} for number in numbers]}
-        await self._call("DELETE", urllib.parse.quote(group_id, safe="") + "/records", what="DNC group records",
+        await self._call(method, urllib.parse.quote(group_id, safe="") + "/records", what="DNC group records",
                          endpoint="dnc_records", json=body, resource="dnc-groups")
 
     async def job_status(self, job_id: str) -> JobUpdate:
