@@ -6,7 +6,6 @@ the local broker or ``/proc``; nothing is timed here.
 
 from __future__ import annotations
 
-import ctypes
 import datetime
 import gc
 import io
@@ -23,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from fastavro import schemaless_writer
 
+from connector.dnc import release_free_heap
 from connector.serde import schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,10 +84,7 @@ def rss_bytes() -> int:
 def settle_memory() -> None:
     """Collect garbage and give freed heap back to the OS, so RSS shows what is live."""
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: RSS may then include freed heap
+    release_free_heap()  # not glibc: a no-op, and RSS may then include freed heap
 
 
 # ----------------------------------------------------------------------------- topics

@@ -25,13 +25,11 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from connector.config import Settings
-from connector.cxone.backoff import backoff
 from connector.cxone.calllists import CallListsClient
 from connector.delivery import Delivery
 from connector.ingest import IngestPipeline
@@ -92,7 +90,7 @@ class App:
         self.pusher: DncGroupPusher | None = None
         if settings.cxone.profile == "call-lists" and settings.cxone.dnc_group_id:
             self.pusher = DncGroupPusher(self._add_dnc_records, self._remove_dnc_records,
-                                         settings.cxone.dnc_group_id, delays=self._retract_delays)
+                                         settings.cxone.dnc_group_id, delays=self.delivery.delays)
         self.ingest = IngestPipeline(
             settings, submit=self.delivery.submit, producer=self.producer, dnc=self.dnc,
             stats_cb=self._stats("contacts"), metrics=self.metrics,
@@ -118,9 +116,6 @@ class App:
 
     async def _remove_dnc_records(self, group_id: str, numbers: list[str]) -> None:
         await self._call_lists().remove_dnc_records(group_id, numbers)
-
-    def _retract_delays(self) -> Iterator[float]:
-        return backoff(self.settings.cxone.backoff_initial_s, self.settings.cxone.backoff_max_s)
 
     async def _settle(self, batch: Batch) -> None:
         await self.ingest.settle_batch(batch)

@@ -23,7 +23,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -144,7 +144,8 @@ class Delivery:
         self._failure: BaseException | None = None
         self.stats: dict[str, int] = {"completed": 0, "dead": 0, "retries": 0, "jobs": 0}
 
-    def _delays(self) -> Any:
+    def delays(self) -> Iterator[float]:
+        """A fresh backoff sequence from ``cxone.backoff_*`` (with this delivery's jitter)."""
         c = self._settings.cxone
         return backoff(c.backoff_initial_s, c.backoff_max_s, jitter=self._jitter)
 
@@ -169,7 +170,7 @@ class Delivery:
         if self._client is None:
             self._client = make_client(self._settings.cxone, jitter=self._jitter, metrics=self._metrics)
         self._monitor = JobMonitor(self._client, self._settings.monitor, self._on_job_update,
-                                   reconnect_delays=self._delays, metrics=self._metrics)
+                                   reconnect_delays=self.delays, metrics=self._metrics)
         await self._monitor.start()
 
     async def submit(self, batch: Batch) -> None:
@@ -231,7 +232,7 @@ class Delivery:
 
     async def _publish_acked(self, record: dict[str, Any]) -> None:
         """Publish until the broker acks (retrying with backoff: settlement depends on it)."""
-        delays = self._delays()
+        delays = self.delays()
         while True:
             try:
                 await self._publish_job_event(record)
@@ -301,7 +302,7 @@ class Delivery:
     async def _run(self, batch: Batch) -> None:
         current = batch
         max_attempts = max(1, self._settings.monitor.max_job_attempts)
-        delays = self._delays()
+        delays = self.delays()
         while True:
             outcome = await self._attempt(current)
             if outcome.ok:

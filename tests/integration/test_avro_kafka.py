@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
+from integration_helpers import consume_n
 
 from connector.config import Secret
 from connector.errors import SerdeError
@@ -100,22 +99,6 @@ def registry() -> Iterator[FakeRegistry]:
     fake.close()
 
 
-def _consume(bootstrap: str, topic: str, n: int, timeout: float = 30.0) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": "false"})
-    consumer.subscribe([topic])
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < n and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=n - len(out), timeout=0.5):
-                assert msg.error() is None, msg.error()
-                out.append(msg)
-    finally:
-        consumer.close()
-    return out
-
-
 def _contact(i: int) -> dict[str, Any]:
     return {"event_id": f"e{i}", "contact_id": f"C{i}", "phone": f"+1212345{i:04d}", "region_hint": None,
             "first_name": "Ada", "last_name": None, "email": None, "opted_in": i % 3 != 0,
@@ -197,7 +180,7 @@ def test_avro_round_trip_through_broker_both_wire_formats(
                          headers=[("fmt", b"confluent" if i % 2 else b"avro")])
     assert producer.flush(30) == 0
 
-    msgs = _consume(kafka_bootstrap, topic, 40)
+    msgs = consume_n(kafka_bootstrap, topic, 40)
     assert len(msgs) == 40
     auto = AvroCodec("ContactOptInChanged", wire_format="auto", resolver=RegistryClient(registry.url))
     strict_framed = AvroCodec("ContactOptInChanged", wire_format="confluent",
@@ -224,7 +207,7 @@ def test_dnc_entries_on_compacted_topic(kafka_bootstrap: str, topic_factory: Any
     producer.produce(topic, codec.encode({"list_name": "national", "added_at": 1}), b"+12123456789")
     producer.produce(topic, None, b"+12123456780")
     assert producer.flush(30) == 0
-    msgs = _consume(kafka_bootstrap, topic, 2)
+    msgs = consume_n(kafka_bootstrap, topic, 2)
     from connector.serde import read_dnc_list_name
 
     assert read_dnc_list_name(msgs[0].value()) == "national"

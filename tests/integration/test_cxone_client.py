@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
+from integration_helpers import simple_batch
 
 from connector.config import CXoneSettings, Secret
 from connector.cxone.backoff import no_jitter
@@ -15,18 +15,12 @@ from connector.cxone.client import Retrying, make_client
 from connector.cxone.exceptions import AuthError, ClientError, RetriesExhaustedError
 from connector.cxone.protocol import COMPLETED, IN_PROGRESS, QUEUED
 from connector.cxone.v2 import V2Client
-from connector.models import Batch, ContactEvent, SourceRef, batch_id_for
+from connector.models import Batch
 from connector.simulator import ErrorFaults, FaultSettings, RateLimitFaults, Simulator, SimulatorConfig
 
 
 def batch(n: int = 3, first: int = 0) -> Batch:
-    contacts = [
-        ContactEvent(SourceRef("crm", 0, i), None, b"", [], 0, f"e{i}", f"c{i}", f"+1415555{i:04d}", True,
-                     "Ann", None, None, {}, 1_700_000_000_000, "crm")
-        for i in range(first, first + n)
-    ]
-    covered = [c.source for c in contacts]
-    return Batch(batch_id_for(covered), contacts, covered, "size", time.monotonic())
+    return simple_batch(first, n)
 
 
 def cx(url: str, **kw: object) -> CXoneSettings:

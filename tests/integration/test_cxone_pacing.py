@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from integration_helpers import simple_batch
 
 from connector.config import CXoneSettings, Secret
 from connector.cxone.client import Retrying
 from connector.cxone.v2 import V2Client
-from connector.models import Batch, ContactEvent, SourceRef, batch_id_for
+from connector.models import Batch
 from connector.simulator import RateLimitFaults, Simulator, SimulatorConfig
 
 pytestmark = pytest.mark.timeout(30)
@@ -27,13 +28,7 @@ LIST = CXoneSettings().contact_list_id
 
 
 def batch(first: int, n: int = 2) -> Batch:
-    contacts = [
-        ContactEvent(SourceRef("crm", 0, i), None, b"", [], 0, f"e{i}", f"c{i}", f"+1415555{i:04d}", True,
-                     "Ann", None, None, {}, 1_700_000_000_000, "crm")
-        for i in range(first, first + n)
-    ]
-    covered = [c.source for c in contacts]
-    return Batch(batch_id_for(covered), contacts, covered, "size", time.monotonic())
+    return simple_batch(first, n)
 
 
 @pytest.fixture

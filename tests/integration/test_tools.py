@@ -4,37 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from integration_helpers import consume_n
 
 from connector.cli import main
 from connector.serde import AvroCodec, read_dnc_list_name, unframe
 from connector.tools.sample_data import SampleSpec, generate
 
 pytestmark = pytest.mark.kafka
-
-
-def _consume(bootstrap: str, topic: str, n: int, timeout: float = 30.0) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": "false"})
-    consumer.subscribe([topic])
-    out: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < n and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=max(1, n - len(out)), timeout=0.5):
-                assert msg.error() is None, msg.error()
-                out.append(msg)
-        # Anything beyond n would be a bug: give it a moment to show up.
-        out.extend(m for m in consumer.consume(num_messages=10, timeout=0.5) if m.error() is None)
-    finally:
-        consumer.close()
-    return out
 
 
 # -- produce-sample ----------------------------------------------------------------------------
@@ -61,11 +41,11 @@ def test_produce_sample_avro_matches_generator(
     assert re.search(rf"expected_compliant\s+{len(data.compliant_contacts)}\b", out)
 
     codec = AvroCodec("ContactOptInChanged")
-    msgs = _consume(kafka_bootstrap, events_topic, 300)
+    msgs = consume_n(kafka_bootstrap, events_topic, 300, catch_extra=True)
     got = [(m.key().decode(), codec.decode(m.value())) for m in msgs]
     assert got == [(e.key, e.value) for e in data.events]
 
-    dnc_msgs = _consume(kafka_bootstrap, dnc_topic, len(data.dnc))
+    dnc_msgs = consume_n(kafka_bootstrap, dnc_topic, len(data.dnc), catch_extra=True)
     assert {m.key().decode() for m in dnc_msgs} == {d.key for d in data.dnc}
     assert {read_dnc_list_name(m.value()) for m in dnc_msgs} == {"sample-dnc"}
 
@@ -82,14 +62,14 @@ def test_produce_sample_confluent_framing(
                "--dnc-topic", dnc_topic, "--count", "50", "--contacts", "10", "--dnc-share", "0.5",
                "--wire-format", "confluent", "--schema-id", "3"])
     assert rc == 0
-    msgs = _consume(kafka_bootstrap, events_topic, 50)
+    msgs = consume_n(kafka_bootstrap, events_topic, 50, catch_extra=True)
     assert len(msgs) == 50
     codec = AvroCodec("ContactOptInChanged", wire_format="confluent", schema_id=3)
     for m in msgs:
         assert unframe(m.value())[0] == 3
         assert codec.decode(m.value())["contact_id"] == m.key().decode()
     # DNC values stay schemaless whatever the CRM wire format.
-    dnc = _consume(kafka_bootstrap, dnc_topic, 5)
+    dnc = consume_n(kafka_bootstrap, dnc_topic, 5, catch_extra=True)
     assert len(dnc) == 5 and all(read_dnc_list_name(m.value()) == "sample-dnc" for m in dnc)
 
 
@@ -129,7 +109,7 @@ def test_dnc_load_reports_invalid_lines_masked_and_loads_the_rest(
     assert re.search(r"dnc load: 2 rows, 2 queued, 0 invalid", captured.err)  # progress
     assert "5 rows read, 3 entries" in captured.out
 
-    msgs = _consume(kafka_bootstrap, topic, 3)
+    msgs = consume_n(kafka_bootstrap, topic, 3, catch_extra=True)
     assert sorted(m.key().decode() for m in msgs) == ["+12123456789", "+14155550199", "+16462223344"]
     codec = AvroCodec("DncEntry")
     for m in msgs:
@@ -148,7 +128,7 @@ def test_dnc_load_csv_column_and_remove(
                "--bootstrap-servers", kafka_bootstrap, "--topic", topic])
     assert rc == 0
     assert "2 tombstones written" in capsys.readouterr().out
-    msgs = _consume(kafka_bootstrap, topic, 2)
+    msgs = consume_n(kafka_bootstrap, topic, 2, catch_extra=True)
     assert sorted(m.key().decode() for m in msgs) == ["+12123456789", "+19172223344"]
     assert all(m.value() is None for m in msgs)
 
