@@ -45,6 +45,7 @@ from connector.kafka.dead_letters import DeadLetterWriter
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.producer import AsyncProducer
 from connector.models import Batch
+from connector.runtime import tune_gc
 from connector.serde import plain_schema
 from connector.tools.sample_data import SampleSpec, generate
 
@@ -130,17 +131,18 @@ class OursResult:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def settings_for(bootstrap: str, topics: Topics, group: str) -> Settings:
+def settings_for(bootstrap: str, topics: Topics, group: str, workers: int | None = None) -> Settings:
     return load_settings({
         "kafka": {"bootstrap_servers": bootstrap, "group_id": group, "statistics_interval_ms": 0},
+        "ingest": {} if workers is None else {"workers": workers},
         "topics": {"contacts": topics.contacts, "dnc": topics.dnc, "suppressed": topics.suppressed,
                    "dlq": topics.dlq},
     }, env={})
 
 
-async def run_ours(bootstrap: str, topics: Topics, events: int) -> OursResult:
+async def run_ours(bootstrap: str, topics: Topics, events: int, workers: int | None = None) -> OursResult:
     """The connector's ingest rate: first record consumed to last batch handed to ``submit``."""
-    settings = settings_for(bootstrap, topics, f"bench-ours-{uuid.uuid4().hex[:8]}")
+    settings = settings_for(bootstrap, topics, f"bench-ours-{uuid.uuid4().hex[:8]}", workers)
     producer = AsyncProducer(producer_config(settings))
     await producer.start()
     dnc = DncSource(dnc_consumer_config(settings), topics.dnc,
@@ -161,6 +163,7 @@ async def run_ours(bootstrap: str, topics: Topics, events: int) -> OursResult:
     holder.append(pipeline)
     try:
         await pipeline.start()
+        print(f"  ours: {pipeline.decode_pool.workers} decode worker process(es)", flush=True)
         await dnc.wait_ready(settings.dnc.bootstrap_timeout_s)
         while pipeline.stats.consumed == 0:
             _check(pipeline)
@@ -224,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--bootstrap", default=benchlib.DEFAULT_BOOTSTRAP)
     parser.add_argument("--skip-peer", action="store_true", help="leave the Quix Streams peer out")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="ingest.workers: decode worker processes (default: one per CPU; 0: none)")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the topics at the end")
     args = parser.parse_args(argv)
+    tune_gc()  # as `cxone-connector run` does; the baseline runs under the same settings
     events = args.events
     spec = SampleSpec(count=events, contacts=max(1, events // 4), national_share=0.2, messy_share=0.1,
                       invalid_share=0.01, dnc_share=0.1, opt_out_share=0.05,
@@ -252,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         raw = run_raw(args.bootstrap, topics.contacts, args.partitions, events, batch_size)
         print(f"raw consume+decode:   {raw:12,.0f} events/s (num_messages={batch_size})", flush=True)
 
-        ours = asyncio.run(run_ours(args.bootstrap, topics, events))
+        ours = asyncio.run(run_ours(args.bootstrap, topics, events, args.workers))
         print(f"connector ingest:     {ours.rate:12,.0f} events/s ({ours.seconds:.1f}s; "
               f"{ours.batches:,} batches, {ours.contacts:,} contacts handed to submit; "
               f"DNC bootstrap {ours.dnc_numbers:,} numbers in {ours.dnc_bootstrap_s:.1f}s)", flush=True)

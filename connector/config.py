@@ -76,6 +76,15 @@ class PhoneSettings:
 
 
 @dataclass(frozen=True)
+class IngestSettings:
+    """How the consumed records are decoded."""
+
+    #: Worker processes that decode, validate and normalise records, spread by record key
+    #: (see connector/decode_pool.py): unset, one per CPU (at most 4); 0, none (on the event loop).
+    workers: int | None = None
+
+
+@dataclass(frozen=True)
 class DncSettings:
     """The DNC table materialised from the compacted topic."""
 
@@ -184,6 +193,7 @@ class Settings:
     kafka_producer: Mapping[str, str] = field(default_factory=dict)
     topics: TopicSettings = field(default_factory=TopicSettings)
     phones: PhoneSettings = field(default_factory=PhoneSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     dnc: DncSettings = field(default_factory=DncSettings)
     window: WindowSettings = field(default_factory=WindowSettings)
     cxone: CXoneSettings = field(default_factory=CXoneSettings)

@@ -1,15 +1,18 @@
 """The ingest pipeline: CRM change events to compliant, windowed batches (design stages 1-4, 8).
 
-Everything here runs on the asyncio loop except the two Kafka threads it drives (the
-consumer thread and the DNC materialiser). Per consumed record, synchronously:
+Everything here runs on the asyncio loop except the Kafka threads it drives (the consumer
+thread and the DNC materialiser) and the decode workers. Per consumed list of records:
 
-1. **decode** (Avro via :mod:`connector.serde`); undecodable → DLQ stage ``decode``;
-2. **validate**: an empty key, a null value or a field beyond :data:`LIMITS` → DLQ stage
-   ``validate`` (the message names the field and the bound, never the value);
-3. **normalise** the phone to E.164 (:class:`connector.phones.PhoneNormalizer`, the event's
-   region hint first); invalid → DLQ stage ``normalise`` with the reason code;
-4. **window** (:class:`connector.windowing.Window`): DNC check on arrival, last write per
-   contact, opt-outs, flush on size / bytes / age, DNC check again at flush.
+1. **feed** (in consume order): each record of an assigned partition is *tracked* in the
+   :class:`connector.offsets.OffsetTracker`, and its ``(key, value)`` goes to the
+   :class:`connector.decode_pool.DecodePool` lane of its key, where it is decoded,
+   validated and normalised (:mod:`connector.decoding`; a lane is a worker process, so the
+   CPU work runs on every core). At most ``2 x lanes`` lists are in flight.
+2. **process** (in the same order, one list at a time): failures go to the DLQ (stage
+   ``decode``, ``validate`` or ``normalise``, with the reason); the rest become
+   :class:`connector.models.ContactEvent` and enter the window
+   (:meth:`connector.windowing.Window.add_many`: DNC check on arrival, last write per
+   contact, opt-outs, flush on size / bytes / age, DNC check again at flush).
 
 What the window hands back is acted on at once: batches are queued for the injected
 ``submit``; audit outcomes are written to the audit topic (``SuppressedContact``; with
@@ -33,10 +36,17 @@ too, so the unsettled count overshoots the limit by at most one consumed batch.
 Nothing is consumed, so nothing submitted, before the DNC bootstrap completed; the submit
 task checks readiness again before each batch.
 
+Records are tracked when they are fed, so those still in a worker count as unsettled (and
+against ``max_unsettled``), and a list's results are processed strictly in feed order: no
+later record can settle, and be committed, past one still being decoded. On stop, lists
+still in flight are dropped unprocessed; their records stay unsettled and uncommitted.
+
 Rebalances: on revoke, the revoked partitions' buffered records leave the window, their
 batches not yet handed to ``submit`` lose those records, and their tracker state is
 forgotten after what is committable for them was returned to the consumer thread (which
-commits it before the revoke completes).
+commits it before the revoke completes). Results of a revoked partition that come back from
+a worker afterwards are dropped (a revoke generation tells them apart from records of a
+later assignment of the same partition).
 
 Failures: a delivery failure of an audit, DLQ or DNC record, or an exception from
 ``submit``, stops the pipeline (:attr:`IngestPipeline.failure`, :meth:`IngestPipeline.wait`):
@@ -49,25 +59,30 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import Message
 
 from connector.config import Settings
-from connector.errors import ConnectorError, PhoneError, SerdeError
+from connector.decode_pool import DecodePool
+from connector.decoding import (
+    OK,
+    Decoded,
+    DecodeSpec,
+)
+from connector.errors import SerdeError
 from connector.kafka.client_config import consumer_config
 from connector.kafka.consumer import ConsumerThread
 from connector.kafka.dead_letters import DeadLetterWriter
-from connector.kafka.dlq import error_class_name, plain_headers
+from connector.kafka.dlq import plain_headers
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.exceptions import KafkaError
-from connector.kafka.producer import AsyncProducer
+from connector.kafka.producer import AsyncProducer, Record
 from connector.metrics import DLQ_STAGES, INVALID_REASONS, Metrics
 from connector.models import TP, Batch, ContactEvent, SourceRef, batch_id_for
 from connector.offsets import OffsetTracker
-from connector.phones import PhoneNormalizer
 from connector.serde import AvroCodec
 from connector.windowing import (
     REASON_CANCELLED,
@@ -98,62 +113,7 @@ class Retractions(Protocol):
         """Unblock ``numbers`` this instance blocked (they opted in again)."""
         ...
 
-STAGE_DECODE = "decode"
-STAGE_VALIDATE = "validate"
-STAGE_NORMALISE = "normalise"
 STAGE_WINDOW = "window"
-
-#: Upper bounds on decoded fields, in characters (the CXone item fields are far shorter;
-#: anything beyond these is a CRM bug or hostile input, not a contact). Keys are the
-#: ContactOptInChanged field names; ``custom_fields`` bounds its entry count, and
-#: ``custom_field_key`` / ``custom_field_value`` each entry.
-LIMITS: Mapping[str, int] = {
-    "event_id": 128,
-    "contact_id": 128,
-    "first_name": 256,
-    "last_name": 256,
-    "email": 320,  # RFC 5321: 64 local + @ + 255 domain
-    "region_hint": 8,
-    "source": 64,
-    "custom_fields": 50,
-    "custom_field_key": 64,
-    "custom_field_value": 1024,
-}
-#: Bytes of a record key (a contact id) before it is rejected.
-MAX_KEY_BYTES = 256
-
-
-class ValidationError(ConnectorError):
-    """A decoded record that breaks a bound in :data:`LIMITS` (fatal for the record)."""
-
-
-def validate_record(key: bytes | None, record: Mapping[str, Any]) -> str | None:
-    """Check a decoded ContactOptInChanged against :data:`LIMITS`.
-
-    Returns:
-        None when acceptable, else the reason (names the field and the bound, never the value).
-    """
-    if not key:
-        return "empty key"
-    if len(key) > MAX_KEY_BYTES:
-        return f"key longer than {MAX_KEY_BYTES} bytes"
-    if not record.get("contact_id"):
-        return "empty contact_id"
-    if not record.get("event_id"):
-        return "empty event_id"
-    for name in ("event_id", "contact_id", "first_name", "last_name", "email", "region_hint", "source"):
-        value = record.get(name)
-        if value is not None and len(value) > LIMITS[name]:
-            return f"{name} longer than {LIMITS[name]} characters ({len(value)})"
-    fields = record.get("custom_fields") or {}
-    if len(fields) > LIMITS["custom_fields"]:
-        return f"more than {LIMITS['custom_fields']} custom_fields ({len(fields)})"
-    for name, value in fields.items():
-        if len(name) > LIMITS["custom_field_key"]:
-            return f"a custom_fields key longer than {LIMITS['custom_field_key']} characters"
-        if len(value) > LIMITS["custom_field_value"]:
-            return f"custom_fields value longer than {LIMITS['custom_field_value']} characters"
-    return None
 
 
 @dataclass
@@ -185,8 +145,8 @@ class IngestPipeline:
         commit_interval_s: how often committable offsets are committed.
         tick_s: how often the window's age and the backpressure are checked.
         max_queued_batches: flushed batches waiting for ``submit`` before the consumer pauses.
-        codec: decoder of the contacts topic (built from settings by default).
-        normalizer: phone normaliser (built from settings by default).
+        decode_pool: where records are decoded and normalised (built from settings by
+            default: ``ingest.workers`` worker processes).
         stats_cb: receives librdkafka's statistics JSON (on the consumer thread) every
             ``kafka.statistics_interval_ms``.
         retract: CXone-side opt-outs (:class:`connector.retractions.DncGroupPusher`): every
@@ -209,8 +169,7 @@ class IngestPipeline:
         commit_interval_s: float = 1.0,
         tick_s: float = 0.05,
         max_queued_batches: int = 2,
-        codec: AvroCodec | None = None,
-        normalizer: PhoneNormalizer | None = None,
+        decode_pool: DecodePool | None = None,
         stats_cb: Callable[[str], None] | None = None,
         retract: Retractions | None = None,
         metrics: Metrics | None = None,
@@ -226,14 +185,12 @@ class IngestPipeline:
         self.producer = producer
         self.dnc = dnc
         self._dead_letters = DeadLetterWriter(producer, settings.topics.dlq)
-        self._codec = codec or _contacts_codec(settings)
         self._audit_codec = AvroCodec("SuppressedContact")
         self._dnc_codec = AvroCodec("DncEntry")
-        self._normalizer = normalizer or PhoneNormalizer(settings.phones.default_region,
-                                                         settings.phones.cache_size)
+        self.decode_pool = decode_pool or DecodePool(_decode_spec(settings), settings.ingest.workers)
         self.window = Window(
             WindowLimits(settings.window.max_items, settings.window.max_bytes, settings.window.max_age_s),
-            clock=clock, lookup=dnc.lookup,
+            clock=clock, lookup_many=dnc.lookup_many,
         )
         self.tracker = OffsetTracker(settings.kafka.max_unsettled)
         config = consumer_config(settings)
@@ -257,6 +214,12 @@ class IngestPipeline:
         self._flowing.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._consume_task: asyncio.Task[None] | None = None
+        # Consumed lists in the decode pool, in feed order (bounded: backpressure on the feeder).
+        self._in_flight: asyncio.Queue[_Chunk] = asyncio.Queue(maxsize=2 * self.decode_pool.lanes)
+        self._processing = 0  # 1 while the processor holds a list taken off the queue
+        # Revoke generation: bumped by every revoke; a partition remembers the last one that hit it.
+        self._generation = 0
+        self._revoked_in: dict[TP, int] = {}
         self._failure: BaseException | None = None
         self._failed = asyncio.Event()
         self._stopping = False
@@ -318,6 +281,11 @@ class IngestPipeline:
             self._consume_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._consume_task
+            # Lists already fed are tracked: let the processor window them before the last flush.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline):
+                    while self._failure is None and self._in_flight.qsize() + self._processing:
+                        await asyncio.sleep(0.01)
         if self._failure is None:
             self._handle(self.window.flush_all("shutdown"))
             try:
@@ -359,8 +327,12 @@ class IngestPipeline:
         await self.dnc.wait_ready(self.settings.dnc.bootstrap_timeout_s)
         if self._stopping:
             return
+        await self.decode_pool.start()
+        if self._stopping:
+            return
         await self.consumer.start()
         self._consume_task = asyncio.create_task(self._guard(self._consume_loop()), name="ingest-consume")
+        self._tasks.append(asyncio.create_task(self._guard(self._process_loop()), name="ingest-process"))
         self._tasks.append(asyncio.create_task(self._guard(self._tick_loop()), name="ingest-tick"))
 
     # ------------------------------------------------------------- rebalance hooks
@@ -390,6 +362,9 @@ class IngestPipeline:
     def _drop(self, tps: Iterable[TP]) -> None:
         revoked = set(tps)
         self._assigned -= revoked
+        self._generation += 1
+        for tp in revoked:
+            self._revoked_in[tp] = self._generation
         self.window.revoke(revoked)
         kept: list[Batch] = []
         for batch in self._queue:
@@ -410,72 +385,79 @@ class IngestPipeline:
     # ------------------------------------------------------------------ consuming
 
     async def _consume_loop(self) -> None:
+        """Feed consumed lists to the decode pool, in order (the feeder)."""
         while True:
             await self._flowing.wait()
             messages = await self.consumer.get_batch(timeout=self._tick_s * 4)
             if messages:
-                self._process(messages)  # synchronous: no rebalance interleaves with a batch
-                self._backpressure()
+                chunk = self._feed(messages)
+                self._backpressure()  # records count as unsettled from here on
+                if chunk.parts:
+                    await self._in_flight.put(chunk)  # blocks while 2 x lanes lists are in flight
 
-    def _process(self, messages: list[Message]) -> None:
+    def _feed(self, messages: list[Message]) -> _Chunk:
+        """Track each record of an assigned partition and send it to its key's lane."""
         assigned = self._assigned
-        tracker = self.tracker
+        track = self.tracker.track
+        lanes = self.decode_pool.lanes
         self.stats.consumed += len(messages)
         self._metrics.events_consumed.inc(len(messages))
-        decoded = self.stats.decoded
+        by_lane: dict[int, tuple[list[Message], list[tuple[bytes | None, bytes | None]]]] = {}
         for msg in messages:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if topic is None or partition is None or offset is None or (topic, partition) not in assigned:
                 continue  # revoked while it waited in the hand-off queue
-            tracker.track((topic, partition), offset)
-            event = self._to_event(msg, SourceRef(topic, partition, offset))
-            if event is not None:
-                self.stats.decoded += 1
-                self._handle(self.window.add(event))
-        self._metrics.events_decoded.inc(self.stats.decoded - decoded)
+            track((topic, partition), offset)
+            # By key, not by partition: librdkafka hands over long runs of one partition, which
+            # would keep one lane busy and the others idle. A contact's records share a key, so
+            # they still meet one worker (and its phone cache), in consume order.
+            key = msg.key()
+            index = hash(key) % lanes if key else 0
+            lane = by_lane.get(index)
+            if lane is None:
+                lane = by_lane[index] = ([], [])
+            lane[0].append(msg)
+            lane[1].append((key, msg.value()))
+        submit = self.decode_pool.submit
+        return _Chunk(self._generation,
+                      [(msgs, submit(index, records)) for index, (msgs, records) in by_lane.items()])
 
-    def _to_event(self, msg: Message, ref: SourceRef) -> ContactEvent | None:
-        """Decode, validate and normalise one record; dead-letter it when any step fails."""
-        key = msg.key()
-        value = msg.value()
-        if value is None:
-            self._count_invalid(STAGE_VALIDATE)
-            self._dead_letter(msg, ref, STAGE_VALIDATE, error_class_name(ValidationError), "null value")
-            return None
-        try:
-            record = self._codec.decode(value)
-        except SerdeError as exc:
-            self._count_invalid("decode")
-            self._dead_letter(msg, ref, STAGE_DECODE, error_class_name(exc), str(exc))
-            return None
-        problem = validate_record(key, record)
-        if problem is not None:
-            self._count_invalid(STAGE_VALIDATE)
-            self._dead_letter(msg, ref, STAGE_VALIDATE, error_class_name(ValidationError), problem)
-            return None
-        try:
-            phone = self._normalizer.normalize(record["phone"], record.get("region_hint"))
-        except PhoneError as exc:
-            self._count_invalid(exc.reason)
-            self._dead_letter(msg, ref, STAGE_NORMALISE, error_class_name(exc), f"{exc.reason}: {exc}")
-            return None
-        return ContactEvent(
-            source=ref,
-            key=key,
-            raw=value,
-            headers=plain_headers(msg.headers()),
-            produced_at_ms=msg.timestamp()[1],
-            event_id=record["event_id"],
-            contact_id=record["contact_id"],
-            phone_e164=phone,
-            opted_in=bool(record["opted_in"]),
-            first_name=record.get("first_name"),
-            last_name=record.get("last_name"),
-            email=record.get("email"),
-            custom_fields=dict(record.get("custom_fields") or {}),
-            changed_at_ms=int(record["changed_at"]),
-            source_system=record.get("source") or "",
-        )
+    async def _process_loop(self) -> None:
+        """Take the decoded lists in feed order and window them (the processor)."""
+        while True:
+            chunk = await self._in_flight.get()
+            self._processing = 1
+            try:
+                results = [await fut for _, fut in chunk.parts]
+                self._process(chunk, results)  # synchronous: no rebalance interleaves with a list
+            finally:
+                self._processing = 0
+            self._backpressure()
+
+    def _process(self, chunk: _Chunk, results: list[list[Decoded]]) -> None:
+        assigned = self._assigned
+        revoked_in = self._revoked_in
+        events: list[ContactEvent] = []
+        append = events.append
+        for (messages, _), decoded in zip(chunk.parts, results, strict=True):
+            for msg, out in zip(messages, decoded, strict=True):
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                tp = (topic, partition)
+                if tp not in assigned or revoked_in.get(tp, -1) >= chunk.generation:
+                    continue  # revoked while it was decoded
+                ref = SourceRef(topic, partition, offset)  # type: ignore[arg-type]
+                if out[0] != OK:
+                    stage, error_class, message, reason = out
+                    self._count_invalid(reason)
+                    self._dead_letter(msg, ref, stage, error_class, message)
+                    continue
+                headers = msg.headers()
+                append(ContactEvent(ref, msg.key(), msg.value(), plain_headers(headers) if headers else [],  # type: ignore[arg-type]
+                                    msg.timestamp()[1], *out[1:]))
+        self.stats.decoded += len(events)
+        self._metrics.events_decoded.inc(len(events))
+        if events:
+            self._handle(self.window.add_many(events))
 
     def _count_invalid(self, reason: str) -> None:
         child = self._invalid.get(reason)
@@ -499,9 +481,7 @@ class IngestPipeline:
             for batch in out.batches:
                 self._retract.release(contact.phone_e164 for contact in batch.contacts)
         if out.audits:
-            winners = {a.event.contact_id: a for a in out.audits if a.reason == REASON_DNC}
-            for audit in out.audits:
-                self._audit(audit, winners.get(audit.event.contact_id))
+            self._audit(out.audits)
         if out.batches:
             max_items, max_age = self.settings.window.max_items, self.settings.window.max_age_s
             for batch in out.batches:
@@ -569,48 +549,62 @@ class IngestPipeline:
         self._send_dead_letter(event.key, event.raw, event.headers, event.source, STAGE_WINDOW,
                                f"connector.windowing.{rejected.reason}", rejected.message, rejected.covered)
 
-    def _audit(self, audit: AuditOutcome, winner: AuditOutcome | None) -> None:
-        event = audit.event
-        reason, list_name = audit.reason, audit.list_name
-        if reason == REASON_CANCELLED:
-            reason = REASON_OPTED_OUT
-        elif reason == REASON_SUPERSEDED:
-            reason, list_name = (REASON_DNC, winner.list_name) if winner is not None else ("UNKNOWN", None)
-        record = {
-            "event_id": event.event_id,
-            "contact_id": event.contact_id,
-            "phone_e164": event.phone_e164,
-            "reason": reason,
-            "list_name": list_name,
-            "check_stage": audit.stage,
-            "checked_at": int(time.time() * 1000),
-            "source_topic": event.source.topic,
-            "source_partition": event.source.partition,
-            "source_offset": event.source.offset,
-        }
+    def _audit(self, audits: Sequence[AuditOutcome]) -> None:
+        """Write one window output's audit records (and opt-out side effects) as one group;
+        settle everything they cover once all are acknowledged."""
+        winners = {a.event.contact_id: a for a in audits if a.reason == REASON_DNC}
+        suppressed_topic, dnc_topic = self.settings.topics.suppressed, self.settings.topics.dnc
+        publish = self.settings.dnc.publish_opt_outs
+        encode, encode_dnc = self._audit_codec.encode, self._dnc_codec.encode
+        checked_at = int(time.time() * 1000)
+        records: list[Record] = []
+        futures: list[asyncio.Future[None]] = []
+        covered: list[SourceRef] = []
+        counts: dict[tuple[str, str], int] = {}
         try:
-            futures = [self.producer.produce_nowait(
-                self.settings.topics.suppressed, self._audit_codec.encode(record),
-                key=event.contact_id.encode("utf-8"),
-            )]
-            if audit.reason == REASON_OPTED_OUT and self.settings.dnc.publish_opt_outs:
-                entry = {"list_name": self.settings.dnc.opt_out_list, "reason": "crm opt-out",
-                         "added_at": event.changed_at_ms, "expires_at": None}
-                futures.append(self.producer.produce_nowait(
-                    self.settings.topics.dnc, self._dnc_codec.encode(entry),
-                    key=event.phone_e164.encode("ascii"),
-                ))
-                self.stats.opt_outs_published += 1
-            if audit.reason == REASON_OPTED_OUT and self._retract is not None:
-                futures.append(self._retract.push(event.phone_e164))
+            for audit in audits:
+                event = audit.event
+                reason, list_name = audit.reason, audit.list_name
+                if reason == REASON_CANCELLED:
+                    reason = REASON_OPTED_OUT
+                elif reason == REASON_SUPERSEDED:
+                    winner = winners.get(event.contact_id)
+                    reason, list_name = (REASON_DNC, winner.list_name) if winner is not None else ("UNKNOWN", None)
+                source = event.source
+                record = {
+                    "event_id": event.event_id,
+                    "contact_id": event.contact_id,
+                    "phone_e164": event.phone_e164,
+                    "reason": reason,
+                    "list_name": list_name,
+                    "check_stage": audit.stage,
+                    "checked_at": checked_at,
+                    "source_topic": source.topic,
+                    "source_partition": source.partition,
+                    "source_offset": source.offset,
+                }
+                # built field by field with the schema's types: no validation pass needed
+                records.append((suppressed_topic, encode(record, check=False), event.contact_id.encode("utf-8")))
+                if audit.reason == REASON_OPTED_OUT:
+                    if publish:
+                        entry = {"list_name": self.settings.dnc.opt_out_list, "reason": "crm opt-out",
+                                 "added_at": event.changed_at_ms, "expires_at": None}
+                        records.append((dnc_topic, encode_dnc(entry, check=False), event.phone_e164.encode("ascii")))
+                        self.stats.opt_outs_published += 1
+                    if self._retract is not None:
+                        futures.append(self._retract.push(event.phone_e164))
+                covered.extend(audit.covered)
+                # the window's own reason (finer than the audit record's); DNC at flush apart
+                label = "dnc_at_flush" if audit.reason == REASON_DNC and audit.stage == STAGE_FLUSH else audit.reason
+                counts[(label, list_name or "")] = counts.get((label, list_name or ""), 0) + 1
+            futures.append(self.producer.produce_many_nowait(records))
         except (KafkaError, SerdeError) as exc:
             self._fail(exc)
             return
-        self.stats.audited += 1
-        # the window's own reason (finer than the audit record's); DNC at flush apart
-        label = "dnc_at_flush" if audit.reason == REASON_DNC and audit.stage == STAGE_FLUSH else audit.reason
-        self._metrics.suppressed.labels(reason=label, list=list_name or "").inc()
-        self._settle_when_acked(futures, audit.covered)
+        self.stats.audited += len(audits)
+        for (label, list_label), n in counts.items():
+            self._metrics.suppressed.labels(reason=label, list=list_label).inc(n)
+        self._settle_when_acked(futures, covered)
 
     # ------------------------------------------------------------------ delivery
 
@@ -711,10 +705,14 @@ def _detach(fut: asyncio.Future[Any]) -> None:
     fut.add_done_callback(done)
 
 
-def _contacts_codec(settings: Settings) -> AvroCodec:
-    resolver = None
-    if settings.kafka.schema_registry_url:
-        from connector.schema_registry import RegistryClient
+def _decode_spec(settings: Settings) -> DecodeSpec:
+    return DecodeSpec(wire_format=settings.kafka.value_format, schema_registry_url=settings.kafka.schema_registry_url,
+                      default_region=settings.phones.default_region, cache_size=settings.phones.cache_size)
 
-        resolver = RegistryClient(settings.kafka.schema_registry_url)
-    return AvroCodec("ContactOptInChanged", wire_format=settings.kafka.value_format, resolver=resolver)
+
+@dataclass(slots=True)
+class _Chunk:
+    """One consumed list in the decode pool: per lane, its messages and their results."""
+
+    generation: int
+    parts: list[tuple[list[Message], asyncio.Future[list[Decoded]]]]

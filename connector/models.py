@@ -33,7 +33,8 @@ class ContactEvent:
     """One decoded, normalised CRM record.
 
     ``raw`` and ``headers`` are the original value bytes and headers, kept so the record can
-    be dead-lettered byte for byte.
+    be dead-lettered byte for byte. ``item_bytes``, when set, is what the contact adds to a
+    bulk-insert body (``connector.windowing.item_cost``), computed where it was decoded.
     """
 
     source: SourceRef
@@ -51,6 +52,7 @@ class ContactEvent:
     custom_fields: dict[str, str]
     changed_at_ms: int
     source_system: str
+    item_bytes: int | None = None
 
 
 def source_ranges(refs: Iterable[SourceRef]) -> list[tuple[str, int, int, int]]:

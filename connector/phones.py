@@ -93,7 +93,7 @@ class PhoneNormalizer:
         # scans past every slot already deleted at the front (75 s instead of 22 s at 1M events).
         # Keys are plain strings (the spelling, plus "\x00" and the hint when one matters):
         # a tuple per entry would cost 56 bytes more, and the cache may hold a million.
-        self._cache: OrderedDict[str, str | tuple[str, str]] = OrderedDict()
+        self._cache: OrderedDict[str, Outcome] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -123,13 +123,27 @@ class PhoneNormalizer:
         """
         if not isinstance(raw, str) or not (region_hint is None or isinstance(region_hint, str)):
             raise PhoneError("phone or region hint is not a string", reason="unparseable")
+        result = self.cached(raw, region_hint)
+        if result is None:
+            result = self.resolve(raw, region_hint, parse_phone(raw, region_hint, self._default))
+        if isinstance(result, str):
+            return result
+        raise PhoneError(result[1], reason=result[0])
+
+    def cached(self, raw: str, region_hint: str | None) -> Outcome | None:
+        """The cached outcome for ``raw`` (strings only), or None on a miss.
+
+        A miss is resolved with :func:`parse_phone` (here or in a worker process) and handed
+        to :meth:`resolve`, which caches it.
+
+        Returns:
+            The E.164 string, ``(reason, message)`` for a cached rejection, or None.
+        """
         key = raw if region_hint is None else f"{raw}\x00{region_hint}"
         cached = self._cache.get(key)
         if cached is not None:
             self.hits += 1
-            if isinstance(cached, str):
-                return cached
-            raise PhoneError(cached[1], reason=cached[0])
+            return cached
         # The same number in another spelling ("(212) 345-6789" after "212-345-6789") costs a
         # look-up too: a success is cached under the bare digits when the spelling has a digits
         # form (one entry for all spellings). Rejections only as written, so an odd spelling
@@ -139,12 +153,13 @@ class PhoneNormalizer:
             known = self._cache.get(canon)
             if isinstance(known, str):
                 self.hits += 1
+                self._remember(key, known)  # the next time this spelling costs one look-up
                 return known
+        return None
+
+    def resolve(self, raw: str, region_hint: str | None, result: Outcome) -> Outcome:
+        """Cache ``result``, the :func:`parse_phone` outcome of a miss, and return it."""
         self.misses += 1
-        try:
-            result: str | tuple[str, str] = self._parse(raw, region_hint)
-        except PhoneError as exc:
-            result = (exc.reason, str(exc))
         if self._cache_size:
             if isinstance(result, str):
                 # Every digits-only spelling that parses to this very number shares the entry:
@@ -152,12 +167,13 @@ class PhoneNormalizer:
                 # (NSN) and trunk-prefixed (1 NSN, 0 NSN): one parse per number, not per spelling.
                 for alias in self._aliases(result):
                     self._remember(alias, result)
-            self._remember(canon if canon is not None and isinstance(result, str) else key, result)
-        if isinstance(result, str):
-            return result
-        raise PhoneError(result[1], reason=result[0])
+                canon = _canonical(raw, region_hint, self._default)
+                if canon is not None:
+                    self._remember(canon, result)
+            self._remember(raw if region_hint is None else f"{raw}\x00{region_hint}", result)
+        return result
 
-    def _remember(self, key: str, value: str | tuple[str, str]) -> None:
+    def _remember(self, key: str, value: Outcome) -> None:
         if key in self._cache:
             self._cache.move_to_end(key)
         elif len(self._cache) >= self._cache_size:
@@ -181,32 +197,57 @@ class PhoneNormalizer:
                     keys.append(prefix + nsn)
         return keys
 
-    def _parse(self, raw: str, region_hint: str | None) -> str:
-        if len(raw) > MAX_RAW_LENGTH:
-            raise PhoneError(f"phone longer than {MAX_RAW_LENGTH} characters", reason="too_long")
-        text = raw.strip()
-        if not text:
-            raise PhoneError("phone is empty", reason="empty")
-        if not text.isprintable():
-            raise PhoneError(f"phone {mask_phone(text)} has non-printable characters", reason="unparseable")
-        regions: list[str] = []
-        if region_hint:
-            hint = region_hint.strip().upper()
-            if hint in phonenumbers.SUPPORTED_REGIONS:
-                regions.append(hint)
-        if self._default not in regions:
-            regions.append(self._default)
-        if text.startswith("+"):
-            # International format: the region does not matter.
-            regions = regions[:1]
-        errors: list[PhoneError] = []
-        for region in regions:
-            try:
-                return _parse_in(text, region)
-            except PhoneError as exc:
-                errors.append(exc)
-        # The hint's error is the most telling one.
-        raise errors[0]
+
+#: What :func:`parse_phone` returns: the E.164 string, or ``(reason, message)``.
+Outcome = str | tuple[str, str]
+
+
+def parse_phone(raw: str, region_hint: str | None, default_region: str) -> Outcome:
+    """Parse one phone with phonenumbers, uncached (a cache miss).
+
+    A plain function of its arguments, so it can run in a worker process.
+
+    Returns:
+        The E.164 string, or ``(reason, message)`` when it cannot be normalised (the
+        message masks the number).
+    """
+    try:
+        return _parse(raw, region_hint, default_region)
+    except PhoneError as exc:
+        return (exc.reason, str(exc))
+
+
+def parse_phones(default_region: str, items: list[tuple[str, str | None]]) -> list[Outcome]:
+    """:func:`parse_phone` over many ``(raw, region_hint)`` pairs (one worker-process call)."""
+    return [parse_phone(raw, hint, default_region) for raw, hint in items]
+
+
+def _parse(raw: str, region_hint: str | None, default: str) -> str:
+    if len(raw) > MAX_RAW_LENGTH:
+        raise PhoneError(f"phone longer than {MAX_RAW_LENGTH} characters", reason="too_long")
+    text = raw.strip()
+    if not text:
+        raise PhoneError("phone is empty", reason="empty")
+    if not text.isprintable():
+        raise PhoneError(f"phone {mask_phone(text)} has non-printable characters", reason="unparseable")
+    regions: list[str] = []
+    if region_hint:
+        hint = region_hint.strip().upper()
+        if hint in phonenumbers.SUPPORTED_REGIONS:
+            regions.append(hint)
+    if default not in regions:
+        regions.append(default)
+    if text.startswith("+"):
+        # International format: the region does not matter.
+        regions = regions[:1]
+    errors: list[PhoneError] = []
+    for region in regions:
+        try:
+            return _parse_in(text, region)
+        except PhoneError as exc:
+            errors.append(exc)
+    # The hint's error is the most telling one.
+    raise errors[0]
 
 
 @functools.cache

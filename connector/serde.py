@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro._read_common import SchemaResolutionError
 from fastavro.validation import validate
 
 from connector.errors import SerdeError
@@ -286,20 +287,40 @@ class AvroCodec:
 
     # -- encoding -----------------------------------------------------------------------
 
-    def encode(self, record: Mapping[str, Any]) -> bytes:
+    def encode(self, record: Mapping[str, Any], *, check: bool = True) -> bytes:
         """Encode ``record``: schemaless, or framed (see the constructor).
 
         Fields with a default may be left out.
+
+        Args:
+            record: the record.
+            check: validate against the schema first, so a mismatch is reported by field.
+                ``False`` is for records the caller built field by field with the schema's
+                types (the audit path, ~2x faster): a mismatch then still fails, with a
+                less precise message.
 
         Raises:
             SerdeError: the record does not match the schema (the message names the
                 field, never its value), or framing is asked for without a ``schema_id``.
         """
-        from fastavro._validate_common import ValidationError
-
         schema_id = self.schema_id
         if self.wire_format == "confluent" and schema_id is None:
             raise SerdeError(f"invalid record: {self.name}: confluent framing needs a schema_id")
+        if check:
+            self._check(record)
+        buf = BytesIO()
+        try:
+            schemaless_writer(buf, self._full, dict(record))
+        except Exception as exc:
+            raise SerdeError(f"invalid record: {self.name}: {type(exc).__name__}") from None
+        payload = buf.getvalue()
+        if schema_id is not None and self.wire_format != "avro":
+            return frame(schema_id, payload)
+        return payload
+
+    def _check(self, record: Mapping[str, Any]) -> None:
+        from fastavro._validate_common import ValidationError
+
         try:
             # The cheap check first: with raise_errors=True fastavro builds an error (a JSON dump)
             # for every union branch it tries, ~10x the cost even for a valid record.
@@ -310,15 +331,6 @@ class AvroCodec:
             raise SerdeError(f"invalid record: {self.name}: {fields}") from None
         except Exception as exc:  # validate() itself can trip over odd inputs (e.g. non-mappings)
             raise SerdeError(f"invalid record: {self.name}: {type(exc).__name__}") from None
-        buf = BytesIO()
-        try:
-            schemaless_writer(buf, self._full, dict(record))
-        except Exception as exc:
-            raise SerdeError(f"invalid record: {self.name}: {type(exc).__name__}") from None
-        payload = buf.getvalue()
-        if schema_id is not None and self.wire_format != "avro":
-            return frame(schema_id, payload)
-        return payload
 
     # -- decoding (hot path) ---------------------------------------------------------------
 
@@ -358,8 +370,6 @@ class AvroCodec:
     def _read(
         self, data: bytes, offset: int, writer: dict[str, Any], reader: dict[str, Any] | None
     ) -> dict[str, Any]:
-        from fastavro._read_common import SchemaResolutionError
-
         buf = BytesIO(data)
         if offset:
             buf.seek(offset)

@@ -1,6 +1,6 @@
 """The window: compliant contacts gathered into batches. Pure, with an injected clock.
 
-Rules, per record handed to :meth:`Window.add` (in consume order):
+Rules, per record handed to :meth:`Window.add_many` (in consume order; ``add`` is one record):
 
 1. The last write per contact id wins. The record it replaces is *superseded*: it is not
    sent, but it is settled with whatever settles the winner (it goes into that batch's
@@ -8,24 +8,26 @@ Rules, per record handed to :meth:`Window.add` (in consume order):
 2. An opt-out never enters the window. It is reported at once as an audit outcome
    (``OPTED_OUT``); a pending opt-in of the same contact is cancelled and reported too
    (``CANCELLED_BY_OPT_OUT``). Neither is in any batch.
-3. ``add()`` checks an opt-in against the DNC table on arrival (the caller does not): a
-   blocked number is reported at once (``DNC``, stage ``ARRIVAL``) and, being the last
-   write, it supersedes any pending opt-in of that contact (reported as ``SUPERSEDED``).
+3. ``add_many()`` checks the opt-ins against the DNC table on arrival, all of one call in
+   one look-up (the caller does not): a blocked number is reported at once (``DNC``, stage
+   ``ARRIVAL``) and, being the last write, it supersedes any pending opt-in of that contact
+   (reported as ``SUPERSEDED``).
 4. A contact whose payload alone cannot fit in ``max_bytes`` is rejected (``TOO_LARGE``)
    for the caller to dead-letter; it too supersedes a pending opt-in of the contact.
 5. A batch is flushed when it reaches ``max_items`` (``"size"``), when adding a record
    would take its estimated payload above ``max_bytes`` (``"bytes"``, flushed *before*
    that record goes in), when the window is ``max_age_s`` old, measured from the first
    record that went into an empty window (``"age"``, checked by :meth:`Window.poll` and on
-   every ``add()``), and on :meth:`Window.flush_all` (``"shutdown"``).
-6. At flush every number is checked against the DNC table again; a blocked contact is
+   entry to every ``add_many()``), and on :meth:`Window.flush_all` (``"shutdown"``).
+6. At flush every number is checked against the DNC table again (one look-up for the
+   batch); a blocked contact is
    reported (``DNC``, stage ``FLUSH``) instead of being sent.
 7. :meth:`Window.revoke` drops every buffered record of the revoked partitions; nothing is
    settled for them (the next owner reads them again). Records of kept partitions that
    were superseded by a dropped record come back in the next output's ``released``: the
    caller settles them without writing anything.
 
-Every record handed to ``add()`` comes back exactly once: in one batch's ``covered``, in
+Every record handed to ``add_many()`` comes back exactly once: in one batch's ``covered``, in
 one audit or reject outcome's ``covered``, in one ``released``, or dropped by ``revoke``.
 The caller writes each audit record (or dead letter) and settles its ``covered`` after the
 producer acknowledged it; a batch's ``covered`` is settled by the delivery side.
@@ -34,7 +36,7 @@ producer acknowledged it; a batch's ``covered`` is settled by the delivery side.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from connector.models import TP, Batch, ContactEvent, SourceRef, batch_id_for
@@ -89,23 +91,34 @@ def contact_payload_bytes(contact: ContactEvent) -> int:
     ``", "`` and ``": "`` separators), the most verbose common encoding, so it is an upper
     bound for compact ones. A missing name or email counts as ``null``.
     """
+    return item_payload_bytes(contact.phone_e164, contact.first_name, contact.last_name, contact.email,
+                              contact.custom_fields) - 2
+
+
+def item_payload_bytes(
+    phone: str, first_name: str | None, last_name: str | None, email: str | None, custom_fields: dict[str, str]
+) -> int:
+    """What one contact adds to a batch body: :func:`contact_payload_bytes` of a contact with
+    these fields plus the ``", "`` separator (:attr:`ContactEvent.item_bytes`)."""
     size = (
-        _ITEM_FIXED
-        + _json_str_len(contact.phone_e164)
-        + _json_str_len(contact.first_name)
-        + _json_str_len(contact.last_name)
-        + _json_str_len(contact.email)
+        _ITEM_FIXED + 2
+        + _json_str_len(phone)
+        + _json_str_len(first_name)
+        + _json_str_len(last_name)
+        + _json_str_len(email)
     )
-    fields = contact.custom_fields
-    if fields:
-        size += 4 * len(fields) - 2  # ": " per pair, ", " between pairs
-        for key, value in fields.items():
+    if custom_fields:
+        size += 4 * len(custom_fields) - 2  # ": " per pair, ", " between pairs
+        for key, value in custom_fields.items():
             size += _json_str_len(key) + _json_str_len(value)
     return size
 
 
 def item_cost(contact: ContactEvent) -> int:
-    """What one contact adds to a batch body: its payload plus the ``", "`` separator."""
+    """What one contact adds to a batch body: its payload plus the ``", "`` separator
+    (precomputed by the decoder in :attr:`ContactEvent.item_bytes` when set)."""
+    if contact.item_bytes is not None:
+        return contact.item_bytes
     return contact_payload_bytes(contact) + 2
 
 
@@ -235,9 +248,9 @@ class Window:
     Args:
         limits: when to flush.
         clock: monotonic seconds (``time.monotonic`` in production).
-        lookup: the DNC look-up: an E.164 number to the list blocking it, or None
-            (``DncTable.lookup``). It is called on arrival and at flush and must not raise
-            for an E.164 number.
+        lookup_many: the DNC look-up: E.164 numbers to ``{number: list}`` for those a list
+            blocks (``DncSource.lookup_many``). It is called once per :meth:`add_many` on
+            arrival and once per flush, and must not raise for E.164 numbers.
     """
 
     def __init__(
@@ -245,11 +258,11 @@ class Window:
         limits: WindowLimits,
         *,
         clock: Callable[[], float],
-        lookup: Callable[[str], str | None],
+        lookup_many: Callable[[Sequence[str]], Mapping[str, str]],
     ) -> None:
         self._limits = limits
         self._clock = clock
-        self._lookup = lookup
+        self._lookup_many = lookup_many
         self._pending: dict[str, _Entry] = {}
         self._bytes = limits.envelope_bytes
         self._started: float | None = None
@@ -276,74 +289,90 @@ class Window:
         return self._started + self._limits.max_age_s
 
     def add(self, event: ContactEvent) -> WindowOutput:
-        """Take one decoded record, in consume order.
+        """Take one decoded record, in consume order (:meth:`add_many` of one)."""
+        return self.add_many((event,))
+
+    def add_many(self, events: Sequence[ContactEvent]) -> WindowOutput:
+        """Take decoded records, in consume order.
+
+        The age is checked once, on entry; the DNC table is asked once, for every opt-in of
+        ``events``, so a call is one consumed batch, not a long stretch of time.
 
         Returns:
-            Batches flushed by this call (an aged window, a full window, or one that this
-            record would push over ``max_bytes``) and the outcomes this record caused.
+            Batches flushed by this call (an aged window, a full window, or one that a record
+            would push over ``max_bytes``) and the outcomes these records caused.
         """
         out: _Collector | None = None
-        if self._started is not None and self._clock() - self._started >= self._limits.max_age_s:
+        limits = self._limits
+        if self._started is not None and self._clock() - self._started >= limits.max_age_s:
             out = _Collector()
             self._flush("age", out)
-        contact_id = event.contact_id
-        previous = self._pending.get(contact_id)
+        blocked = self._lookup_many([e.phone_e164 for e in events if e.opted_in])
+        pending = self._pending
+        now: float | None = None
+        for event in events:
+            contact_id = event.contact_id
+            previous = pending.get(contact_id)
 
-        blocked_by: str | None = None
-        reason: str | None = None
-        if not event.opted_in:
-            reason = REASON_OPTED_OUT
-        else:
-            blocked_by = self._lookup(event.phone_e164)
-            if blocked_by is not None:
-                reason = REASON_DNC
-        if reason is not None:
-            out = out or _Collector()
-            now = self._clock()
-            if previous is not None:
-                self._drop(contact_id, previous)
-                cancel = REASON_CANCELLED if reason == REASON_OPTED_OUT else REASON_SUPERSEDED
-                out.audits.append(
-                    AuditOutcome(previous.event, cancel, STAGE_ARRIVAL, None, now, previous.refs())
-                )
-            out.audits.append(AuditOutcome(event, reason, STAGE_ARRIVAL, blocked_by, now, (event.source,)))
-            return self._finish(out)
+            blocked_by: str | None = None
+            reason: str | None = None
+            if not event.opted_in:
+                reason = REASON_OPTED_OUT
+            elif blocked:
+                blocked_by = blocked.get(event.phone_e164)
+                if blocked_by is not None:
+                    reason = REASON_DNC
+            if reason is not None:
+                out = out or _Collector()
+                if now is None:
+                    now = self._clock()
+                if previous is not None:
+                    self._drop(contact_id, previous)
+                    cancel = REASON_CANCELLED if reason == REASON_OPTED_OUT else REASON_SUPERSEDED
+                    out.audits.append(
+                        AuditOutcome(previous.event, cancel, STAGE_ARRIVAL, None, now, previous.refs())
+                    )
+                out.audits.append(AuditOutcome(event, reason, STAGE_ARRIVAL, blocked_by, now, (event.source,)))
+                continue
 
-        cost = item_cost(event)
-        limits = self._limits
-        if limits.envelope_bytes + cost > limits.max_bytes:
-            out = out or _Collector()
-            covered: tuple[SourceRef, ...] = (event.source,)
-            if previous is not None:
-                self._drop(contact_id, previous)
-                covered = (*previous.refs(), event.source)
-            message = f"contact payload of {cost} bytes exceeds max_bytes {limits.max_bytes}"
-            out.rejects.append(Rejected(event, REASON_TOO_LARGE, message, covered))
-            return self._finish(out)
+            cost = event.item_bytes
+            if cost is None:
+                cost = item_cost(event)
+            if limits.envelope_bytes + cost > limits.max_bytes:
+                out = out or _Collector()
+                covered: tuple[SourceRef, ...] = (event.source,)
+                if previous is not None:
+                    self._drop(contact_id, previous)
+                    covered = (*previous.refs(), event.source)
+                message = f"contact payload of {cost} bytes exceeds max_bytes {limits.max_bytes}"
+                out.rejects.append(Rejected(event, REASON_TOO_LARGE, message, covered))
+                continue
 
-        growth = cost - previous.cost if previous is not None else cost
-        if self._pending and self._bytes + growth > limits.max_bytes:
-            out = out or _Collector()
-            self._flush("bytes", out)
-            previous = None  # flushed with the batch; this record starts the next window
+            growth = cost - previous.cost if previous is not None else cost
+            if pending and self._bytes + growth > limits.max_bytes:
+                out = out or _Collector()
+                self._flush("bytes", out)
+                pending = self._pending
+                previous = None  # flushed with the batch; this record starts the next window
 
-        if previous is None:
-            if self._started is None:
-                self._started = self._clock()
-            self._pending[contact_id] = _Entry(event, cost)
-            self._bytes += cost
-        else:
-            if previous.superseded is None:
-                previous.superseded = [previous.event.source]
+            if previous is None:
+                if self._started is None:
+                    self._started = self._clock()
+                pending[contact_id] = _Entry(event, cost)
+                self._bytes += cost
             else:
-                previous.superseded.append(previous.event.source)
-            previous.event = event
-            self._bytes += cost - previous.cost
-            previous.cost = cost
+                if previous.superseded is None:
+                    previous.superseded = [previous.event.source]
+                else:
+                    previous.superseded.append(previous.event.source)
+                previous.event = event
+                self._bytes += cost - previous.cost
+                previous.cost = cost
 
-        if len(self._pending) >= limits.max_items:
-            out = out or _Collector()
-            self._flush("size", out)
+            if len(pending) >= limits.max_items:
+                out = out or _Collector()
+                self._flush("size", out)
+                pending = self._pending
         return self._finish(out)
 
     def poll(self) -> WindowOutput:
@@ -393,12 +422,12 @@ class Window:
         self._bytes = self._limits.envelope_bytes
         self._started = None
         now = self._clock()
-        lookup = self._lookup
+        blocked = self._lookup_many([entry.event.phone_e164 for entry in pending.values()])
         contacts: list[ContactEvent] = []
         covered: list[SourceRef] = []
         for entry in pending.values():
             event = entry.event
-            blocked_by = lookup(event.phone_e164)
+            blocked_by = blocked.get(event.phone_e164) if blocked else None
             if blocked_by is not None:
                 out.audits.append(AuditOutcome(event, REASON_DNC, STAGE_FLUSH, blocked_by, now, entry.refs()))
                 continue

@@ -32,5 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     logs.configure(settings.logging.level, json_lines=args.json_logs or settings.logging.json)
     from connector.app import run_app  # imported late: --help stays fast
+    from connector.runtime import tune_gc
 
+    tune_gc()
     return asyncio.run(run_app(settings))

@@ -19,7 +19,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
@@ -30,6 +30,8 @@ from connector.metrics import OTHER, Metrics
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
+#: ``(topic, value, key)`` of one record in :meth:`AsyncProducer.produce_many_nowait`.
+Record = tuple[str, bytes | None, bytes | None]
 
 # How long produce() waits between attempts when librdkafka's local queue is full.
 _QUEUE_FULL_BACKOFF_S = 0.01
@@ -62,8 +64,9 @@ class AsyncProducer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        # Delivery results from librdkafka's callback threads, drained on the loop.
-        self._results: collections.deque[tuple[asyncio.Future[None], Any]] = collections.deque()
+        # Delivery results from librdkafka's callback threads, drained on the loop: a record's
+        # own future, or the group (produce_many_nowait) it belongs to.
+        self._results: collections.deque[tuple[asyncio.Future[None] | _Group, Any]] = collections.deque()
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
         self._latched: KafkaError | None = None
@@ -129,19 +132,22 @@ class AsyncProducer:
     def _drain(self) -> None:
         """Resolve the futures of every delivered record (loop side)."""
         while self._results:
-            fut, err = self._results.popleft()
+            target, err = self._results.popleft()
             self._in_flight -= 1
-            if fut.done():  # the caller was cancelled; its record's fate is still latched
-                if err is not None and self._latched is None:
-                    self._latched = from_kafka_error(ProduceError, err, "delivery failed")
+            if err is not None and (target.done() or isinstance(target, _Group)) and self._latched is None:
+                # nobody awaits this very record (a cancelled caller, or one record of a group)
+                self._latched = from_kafka_error(ProduceError, err, "delivery failed")
+            if isinstance(target, _Group):
+                target.acked(err)
+            elif target.done():  # the caller was cancelled; its record's fate is latched above
                 continue
-            if err is None:
-                fut.set_result(None)
+            elif err is None:
+                target.set_result(None)
             else:
                 exc = from_kafka_error(ProduceError, err, "delivery failed")
                 if self._latched is None:
                     self._latched = exc
-                fut.set_exception(exc)
+                target.set_exception(exc)
         if self._in_flight == 0 and self._idle is not None:
             self._idle.set()
 
@@ -188,6 +194,40 @@ class AsyncProducer:
         self._in_flight += 1
         self._idle.clear()
         return fut
+
+    def produce_many_nowait(self, records: Iterable[Record]) -> asyncio.Future[None]:
+        """Queue several records as one group; one future resolves when all are acknowledged.
+
+        The cheap path for many small records settled together (audit records of one window
+        output): one future and one wake-up instead of one per record. A failed record fails
+        the future (and is latched like any fire-and-forget failure).
+
+        Raises:
+            ProduceError: as :meth:`produce_nowait`; records queued before the failing one
+                stay queued.
+        """
+        if self._producer is None or self._loop is None or self._idle is None or self._closed:
+            raise ProduceError("producer is not started or already closed", retriable=False)
+        self._raise_latched()
+        group = _Group(self._loop.create_future(), self._results, self._count_error)
+        produce = self._producer.produce
+        on_delivery = group.on_delivery
+        try:
+            for topic, value, key in records:
+                try:
+                    produce(topic, value=value, key=key, on_delivery=on_delivery)
+                except BufferError:
+                    raise ProduceError("local producer queue is full", retriable=True,
+                                       code="_QUEUE_FULL") from None
+                except KafkaException as exc:
+                    self._count_error(topic)
+                    raise from_kafka_error(ProduceError, exc.args[0], f"cannot produce to {topic}") from None
+                group.pending += 1
+                self._in_flight += 1
+                self._idle.clear()
+        finally:
+            group.seal()
+        return group.future
 
     async def produce(
         self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None
@@ -252,3 +292,52 @@ class AsyncProducer:
             if self._thread is not None:
                 await asyncio.to_thread(self._thread.join)
             self._drain()
+
+
+class _Group:
+    """Records produced together and acknowledged as one (see ``produce_many_nowait``).
+
+    ``on_delivery`` runs on the poll thread and only appends to the shared deque; the
+    counting happens on the loop (``acked``, called by ``_drain``), so it needs no lock.
+    """
+
+    __slots__ = ("_count_error", "_error", "_results", "_sealed", "future", "pending")
+
+    def __init__(
+        self,
+        future: asyncio.Future[None],
+        results: collections.deque[tuple[asyncio.Future[None] | _Group, Any]],
+        count_error: Callable[[str], None],
+    ) -> None:
+        self.future = future
+        self.pending = 0
+        self._results = results
+        self._count_error = count_error
+        self._sealed = False
+        self._error: Any = None
+
+    def on_delivery(self, err: Any, msg: Any) -> None:
+        self._results.append((self, err))
+        if err is not None:
+            self._count_error(msg.topic() if msg is not None else "")
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def acked(self, err: Any) -> None:
+        self.pending -= 1
+        if err is not None and self._error is None:
+            self._error = err
+        self._maybe_resolve()
+
+    def seal(self) -> None:
+        self._sealed = True
+        self._maybe_resolve()
+
+    def _maybe_resolve(self) -> None:
+        if not self._sealed or self.pending or self.future.done():
+            return
+        if self._error is None:
+            self.future.set_result(None)
+        else:
+            self.future.set_exception(from_kafka_error(ProduceError, self._error, "delivery failed"))

@@ -89,7 +89,7 @@ class Env:
 
     def __init__(self, bootstrap: str, topic_factory: Any, *, partitions: int = 1,
                  window: dict[str, Any] | None = None, publish_opt_outs: bool = False,
-                 max_unsettled: int = 1000, consume_batch_size: int = 100) -> None:
+                 max_unsettled: int = 1000, consume_batch_size: int = 100, workers: int | None = None) -> None:
         self.bootstrap = bootstrap
         self.group = f"t-{uuid.uuid4().hex}"
         self.topics = {
@@ -106,6 +106,7 @@ class Env:
             "topics": self.topics,
             "window": {"max_items": 100, "max_age_s": 0.3, **(window or {})},
             "dnc": {"publish_opt_outs": publish_opt_outs, "bootstrap_timeout_s": 20},
+            "ingest": {} if workers is None else {"workers": workers},
         }, env={})
         self.batches: list[Batch] = []
         self.hold: Callable[[Batch], bool] = lambda _b: False
@@ -148,13 +149,15 @@ class Env:
         return [AUDIT.decode(m.value()) for m in read_topic(self.bootstrap, self.topics["suppressed"], count)]
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["on-the-loop", "two-workers"])
 async def test_dnc_numbers_are_never_emitted_and_tombstones_re_allow(
-    kafka_bootstrap: str, topic_factory
+    kafka_bootstrap: str, topic_factory, workers: int
 ) -> None:
-    env = Env(kafka_bootstrap, topic_factory, window={"max_age_s": 1.5})
+    env = Env(kafka_bootstrap, topic_factory, window={"max_age_s": 1.5}, workers=workers)
     preloaded, late, fine = "+14155550101", "+14155550102", "+14155550103"
     send(kafka_bootstrap, env.topics["dnc"], [(preloaded.encode(), dnc_entry("national"))])
     async with env.pipeline() as pipeline:
+        assert pipeline.decode_pool.workers == workers
         send(kafka_bootstrap, env.topics["contacts"], [
             (b"c1", event("c1", "(415) 555-0101")),   # on DNC before start-up: suppressed at arrival
             (b"c2", event("c2", "415.555.0102")),     # added to DNC while buffered: suppressed at flush

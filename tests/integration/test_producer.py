@@ -106,3 +106,38 @@ async def test_invalid_config_is_a_produce_error() -> None:
     with pytest.raises(ProduceError) as info:
         await producer.start()
     assert info.value.retriable is False
+
+
+async def test_a_group_resolves_once_every_record_is_acknowledged(kafka_bootstrap: str, topic_factory) -> None:
+    topic = topic_factory("group")
+    producer = AsyncProducer({"bootstrap.servers": kafka_bootstrap, "linger.ms": "5"})
+    await producer.start()
+    try:
+        async with asyncio.timeout(10):
+            fut = producer.produce_many_nowait((topic, f"g{i}".encode(), b"k") for i in range(50))
+            assert producer.in_flight == 50 and not fut.done()
+            await fut
+            assert producer.in_flight == 0
+            empty = producer.produce_many_nowait([])
+            assert empty.done() and empty.exception() is None  # nothing to wait for
+    finally:
+        await producer.close()
+    assert [v for _, v, _ in read_all(kafka_bootstrap, topic, 50)] == [f"g{i}".encode() for i in range(50)]
+
+
+async def test_a_group_fails_when_one_record_fails(kafka_bootstrap: str, topic_factory) -> None:
+    topic = topic_factory("groupsmall", config={"max.message.bytes": "1024"})
+    producer = AsyncProducer({"bootstrap.servers": kafka_bootstrap, "compression.type": "none",
+                              "linger.ms": "0"})
+    await producer.start()
+    try:
+        async with asyncio.timeout(15):
+            fut = producer.produce_many_nowait([(topic, b"ok", None), (topic, b"x" * 5000, None),
+                                                (topic, b"ok", None)])
+            with pytest.raises(ProduceError):
+                await fut
+            assert producer.in_flight == 0
+            with pytest.raises(ProduceError):  # latched for the next caller too
+                producer.produce_nowait(topic, b"next")
+    finally:
+        await producer.close()  # the latched error was raised once, above

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import event as hyp_event
@@ -28,6 +29,8 @@ from connector.windowing import (
     WindowOutput,
     batch_payload_bytes,
     contact_payload_bytes,
+    item_cost,
+    item_payload_bytes,
     v2_item,
 )
 
@@ -86,9 +89,14 @@ def clock() -> Clock:
     return Clock()
 
 
+def lookup_in(table: dict[str, str]) -> Callable[[Sequence[str]], dict[str, str]]:
+    """A batch DNC look-up over a plain dict (read at call time, so tests can change it)."""
+    return lambda phones: {p: table[p] for p in phones if p in table}
+
+
 def make_window(clock: Clock, dnc: dict[str, str] | None = None, **limits: float) -> Window:
     table = dnc if dnc is not None else {}
-    return Window(WindowLimits(**limits), clock=clock, lookup=table.get)  # type: ignore[arg-type]
+    return Window(WindowLimits(**limits), clock=clock, lookup_many=lookup_in(table))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------- payload size
@@ -108,6 +116,8 @@ def test_payload_bytes_is_exact_json_size(
     event.last_name = last
     event.email = email
     assert contact_payload_bytes(event) == len(json.dumps(v2_item(event)).encode())
+    assert item_payload_bytes(event.phone_e164, first, last, email, custom) == contact_payload_bytes(event) + 2
+    assert item_cost(replace(event, item_bytes=7)) == 7  # a decoder's figure is taken as given
     compact = json.dumps(v2_item(event), separators=(",", ":"), ensure_ascii=False).encode()
     assert contact_payload_bytes(event) >= len(compact)
 
@@ -451,7 +461,7 @@ def test_window_matches_reference_model(
     window = Window(
         WindowLimits(max_items=max_items, max_bytes=max_bytes, max_age_s=max_age, envelope_bytes=ENVELOPE),
         clock=clock,
-        lookup=dnc.get,
+        lookup_many=lookup_in(dnc),
     )
     ref = Reference(max_items, max_bytes, max_age)
     offsets = Offsets()
@@ -465,17 +475,33 @@ def test_window_matches_reference_model(
         for batch in out.batches:
             check_batch(batch, dnc, max_items, max_bytes)
 
+    # Consecutive adds (no time passing, no DNC change between them) go in as one consumed
+    # batch, alternately through add_many and one add at a time: both must match the model.
+    run: list[ContactEvent] = []
+
+    def add_run() -> None:
+        if len(run) > 1 and len(inputs) % 2:
+            record(window.add_many(run))
+        else:
+            for one in run:
+                record(window.add(one))
+        run.clear()
+
     for op in ops:
         kind = op[0]
+        if kind != "add":
+            add_run()
         if kind == "add":
             _, contact, opted_in, partition, phone, name_len = op
             assert isinstance(partition, int) and isinstance(phone, int) and isinstance(name_len, int)
             event = make_event(str(contact), offsets.take(partition), phone=PHONES[phone],
                                opted_in=bool(opted_in), partition=partition, first_name="n" * name_len)
+            if len(inputs) % 3 == 0:  # some with the size precomputed, as the decoder does
+                event = replace(event, item_bytes=item_cost(event))
             inputs.append(event.source)
             live_by_partition.setdefault(event.source.tp, []).append(event.source)
             ref.add(event, clock.now, dnc)
-            record(window.add(event))
+            run.append(event)
         elif kind == "dnc":
             _, phone, list_name = op
             assert isinstance(phone, int)
@@ -497,6 +523,7 @@ def test_window_matches_reference_model(
             revoked |= {r for r in buffered if r.tp in parts}
             ref.revoke(parts)
             window.revoke(parts)
+    add_run()
     ref.flush("shutdown", dnc)
     record(window.flush_all())
     for reason, _, _ in ref.batches:

@@ -1,0 +1,113 @@
+"""connector.decode_pool with real worker processes (spawned), no broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from connector.decode_pool import DecodePool, DecodeWorkerError, auto_workers
+from connector.decoding import OK, DecodeSpec, Decoder
+from connector.serde import AvroCodec
+from connector.tools.sample_data import SampleSpec, generate
+
+CODEC = AvroCodec("ContactOptInChanged")
+SPEC = DecodeSpec(wire_format="avro", cache_size=1000)
+
+
+def sample(count: int) -> list[tuple[bytes | None, bytes | None]]:
+    data = generate(SampleSpec(count=count, contacts=max(1, count // 2), national_share=0.3, messy_share=0.2,
+                               invalid_share=0.05, dnc_share=0.0, opt_out_share=0.1, extra_dnc=0, seed=7))
+    return [(r.key.encode(), CODEC.encode(r.value)) for r in data.events if r.value is not None]
+
+
+async def test_workers_give_what_the_loop_gives() -> None:
+    pairs = sample(600)
+    pool = DecodePool(SPEC, workers=2)
+    await pool.start()
+    assert pool.lanes == 2
+    futures = [pool.submit(lane, pairs[i::3]) for i, lane in enumerate((0, 1, 0))]
+    results = await asyncio.gather(*futures)
+    local = Decoder(SPEC)
+    assert results == [local.decode_many(pairs[i::3]) for i in range(3)]
+    assert sum(1 for chunk in results for out in chunk if out[0] == OK) > 500
+    pids = await pool.worker_pids()
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+
+
+async def test_no_workers_decodes_on_the_loop() -> None:
+    pool = DecodePool(SPEC, workers=0)
+    await pool.start()
+    assert pool.lanes == 1 and await pool.worker_pids() == []
+    fut = pool.submit(5, sample(20))
+    assert fut.done()  # nothing to wait for
+    assert len(fut.result()) == len(sample(20))
+
+
+def test_worker_count_is_checked() -> None:
+    assert 1 <= auto_workers() <= 4
+    assert DecodePool(SPEC).workers == auto_workers()
+    with pytest.raises(ValueError, match="workers"):
+        DecodePool(SPEC, workers=-1)
+
+
+async def test_a_dead_worker_fails_its_chunk_and_is_replaced() -> None:
+    pool = DecodePool(SPEC, workers=1)
+    await pool.start()
+    [pid] = await pool.worker_pids()
+    busy = pool.submit(0, sample(4000) * 25)  # a few seconds of work
+    await asyncio.sleep(0.3)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(DecodeWorkerError, match="lane 0 died"):
+        await asyncio.wait_for(busy, 30)
+    # the next chunk gets a fresh worker
+    again = await asyncio.wait_for(pool.submit(0, sample(50)), 60)
+    assert len(again) == len(sample(50))
+    [new_pid] = await pool.worker_pids()
+    assert new_pid != pid
+
+
+_CHILD = """
+import asyncio, sys
+from connector.decode_pool import DecodePool
+from connector.decoding import DecodeSpec
+
+async def main():
+    pool = DecodePool(DecodeSpec(), workers=1)
+    await pool.start()
+    print(*(await pool.worker_pids()), flush=True)
+    await asyncio.sleep(60)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        worker = int(child.stdout.readline())
+        os.kill(worker, 0)  # alive
+        child.kill()
+        child.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker outlived its killed parent")
+    finally:
+        child.kill()

@@ -1,0 +1,113 @@
+"""Unit and property tests for connector.decoding: one tuple per record, whatever the bytes."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.decoding import (
+    OK,
+    STAGE_DECODE,
+    STAGE_NORMALISE,
+    STAGE_VALIDATE,
+    VALIDATION_ERROR,
+    DecodeSpec,
+    Decoder,
+    decode_chunk,
+)
+from connector.serde import AvroCodec
+from connector.windowing import item_payload_bytes
+
+CODEC = AvroCodec("ContactOptInChanged")
+
+
+def record(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "event_id": "e-1", "contact_id": "c-1", "phone": "(415) 555-0123", "region_hint": None,
+        "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com", "opted_in": True,
+        "changed_at": 1_700_000_000_000, "source": "crm", "custom_fields": {"segment": "gold"},
+    }
+    base.update(overrides)
+    return base
+
+
+@pytest.fixture(scope="module")
+def decoder() -> Decoder:
+    return Decoder(DecodeSpec(wire_format="avro", cache_size=100))
+
+
+def test_a_good_record_gives_its_fields_and_payload_size(decoder: Decoder) -> None:
+    [out] = decoder.decode_many([(b"c-1", CODEC.encode(record()))])
+    assert out == (OK, "e-1", "c-1", "+14155550123", True, "Ada", "Lovelace", "ada@example.com",
+                   {"segment": "gold"}, 1_700_000_000_000, "crm",
+                   item_payload_bytes("+14155550123", "Ada", "Lovelace", "ada@example.com", {"segment": "gold"}))
+    assert pickle.loads(pickle.dumps(out)) == out  # crosses a process boundary as it is
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "stage", "message"),
+    [
+        (b"c-1", None, STAGE_VALIDATE, "null value"),
+        (b"", CODEC.encode(record()), STAGE_VALIDATE, "empty key"),
+        (b"c-1", CODEC.encode(record())[:9], STAGE_DECODE, "truncated"),
+        (b"c-1", CODEC.encode(record(first_name="x" * 10_000)), STAGE_VALIDATE, "first_name longer than 256"),
+        (b"c-1", CODEC.encode(record(phone="12345")), STAGE_NORMALISE, "not_possible: phone ***45"),
+        (b"c-1", b"", STAGE_DECODE, "empty"),
+    ],
+)
+def test_each_failure_names_its_stage_and_reason(
+    decoder: Decoder, key: bytes, value: bytes | None, stage: str, message: str
+) -> None:
+    [out] = decoder.decode_many([(key, value)])
+    assert out[0] == stage
+    assert len(out) == 4
+    assert message in out[2]
+    if stage == STAGE_VALIDATE:
+        assert out[1] == VALIDATION_ERROR and out[3] == STAGE_VALIDATE
+    if stage == STAGE_NORMALISE:
+        assert out[1] == "connector.errors.PhoneError" and out[3] == "not_possible"
+    assert "4155550123" not in out[2]
+
+
+def test_order_and_count_are_kept(decoder: Decoder) -> None:
+    pairs = [(b"k", CODEC.encode(record(event_id=f"e{i}", phone=f"+1415555{i:04d}"))) for i in range(200, 260)]
+    pairs.insert(7, (b"k", b"\x01garbage"))
+    outs = decoder.decode_many(pairs)
+    assert len(outs) == len(pairs)
+    assert [o[1] for o in outs if o[0] == OK] == [f"e{i}" for i in range(200, 260)]
+    assert outs[7][0] == STAGE_DECODE
+
+
+def test_the_worker_entry_point_keeps_one_decoder_per_spec() -> None:
+    spec = DecodeSpec(wire_format="avro", default_region="GB", cache_size=10)
+    first = decode_chunk(spec, [(b"k", CODEC.encode(record(phone="020 7946 0958")))])
+    again = decode_chunk(spec, [(b"k", CODEC.encode(record(phone="020 7946 0958")))])
+    assert first[0][3] == again[0][3] == "+442079460958"
+    other = decode_chunk(DecodeSpec(wire_format="avro", default_region="US", cache_size=10),
+                         [(b"k", CODEC.encode(record(phone="020 7946 0958")))])
+    assert other[0][0] == STAGE_NORMALISE  # not a US number: the spec's region applies
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.one_of(st.none(), st.binary(max_size=300)), value=st.one_of(st.none(), st.binary(max_size=200)))
+def test_arbitrary_bytes_never_raise(decoder: Decoder, key: bytes | None, value: bytes | None) -> None:
+    [out] = decoder.decode_many([(key, value)])
+    assert out[0] in (OK, STAGE_DECODE, STAGE_VALIDATE, STAGE_NORMALISE)
+    assert len(out) == (12 if out[0] == OK else 4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(phone=st.text(max_size=40), hint=st.one_of(st.none(), st.text(max_size=4)),
+       name=st.one_of(st.none(), st.text(max_size=30)))
+def test_arbitrary_fields_decode_or_fail_by_stage(decoder: Decoder, phone: str, hint: str | None,
+                                                  name: str | None) -> None:
+    [out] = decoder.decode_many([(b"c", CODEC.encode(record(phone=phone, region_hint=hint, first_name=name)))])
+    if out[0] == OK:
+        assert out[3].startswith("+") and out[3][1:].isdigit()
+        assert out[11] == item_payload_bytes(out[3], name, "Lovelace", "ada@example.com", {"segment": "gold"})
+    else:
+        assert out[0] in (STAGE_VALIDATE, STAGE_NORMALISE)
