@@ -114,7 +114,7 @@ def bench_table(count: int, seed: int, foreign: float) -> tuple[DncTable, int, i
         table.add_many(zip(chunk, repeat("national")))
         elapsed += time.perf_counter() - start
     start = time.perf_counter()
-    table.optimize()
+    table.compact()
     elapsed += time.perf_counter() - start
     del chunk
     gc.collect()

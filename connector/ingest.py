@@ -402,7 +402,7 @@ class IngestPipeline:
         lanes = self.decode_pool.lanes
         self.stats.consumed += len(messages)
         self._metrics.events_consumed.inc(len(messages))
-        by_lane: dict[int, tuple[list[Message], list[tuple[bytes | None, bytes | None]]]] = {}
+        by_lane: dict[int, _Lane] = {}
         for msg in messages:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if topic is None or partition is None or offset is None or (topic, partition) not in assigned:
@@ -415,12 +415,13 @@ class IngestPipeline:
             index = hash(key) % lanes if key else 0
             lane = by_lane.get(index)
             if lane is None:
-                lane = by_lane[index] = ([], [])
-            lane[0].append(msg)
-            lane[1].append((key, msg.value()))
+                lane = by_lane[index] = _Lane()
+            lane.messages.append(msg)
+            lane.refs.append(SourceRef(topic, partition, offset))
+            lane.records.append((key, msg.value()))
         submit = self.decode_pool.submit
-        return _Chunk(self._generation,
-                      [(msgs, submit(index, records)) for index, (msgs, records) in by_lane.items()])
+        return _Chunk(self._generation, list(by_lane.values()),
+                      [submit(index, lane.records) for index, lane in by_lane.items()])
 
     async def _process_loop(self) -> None:
         """Take the decoded lists in feed order and window them (the processor)."""
@@ -428,24 +429,23 @@ class IngestPipeline:
             chunk = await self._in_flight.get()
             self._processing = 1
             try:
-                results = [await fut for _, fut in chunk.parts]
+                results = [await fut for fut in chunk.decoded]
                 self._process(chunk, results)  # synchronous: no rebalance interleaves with a list
             finally:
                 self._processing = 0
             self._backpressure()
 
     def _process(self, chunk: _Chunk, results: list[list[Decoded]]) -> None:
+        # Nothing was revoked since the list was fed (the common case): every record counts.
+        revoked = chunk.generation != self._generation
         assigned = self._assigned
         revoked_in = self._revoked_in
         events: list[ContactEvent] = []
         append = events.append
-        for (messages, _), decoded in zip(chunk.parts, results, strict=True):
-            for msg, out in zip(messages, decoded, strict=True):
-                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-                tp = (topic, partition)
-                if tp not in assigned or revoked_in.get(tp, -1) >= chunk.generation:
+        for lane, decoded in zip(chunk.parts, results, strict=True):
+            for msg, ref, out in zip(lane.messages, lane.refs, decoded, strict=True):
+                if revoked and (ref.tp not in assigned or revoked_in.get(ref.tp, -1) >= chunk.generation):
                     continue  # revoked while it was decoded
-                ref = SourceRef(topic, partition, offset)  # type: ignore[arg-type]
                 if out[0] != OK:
                     stage, error_class, message, reason = out
                     self._count_invalid(reason)
@@ -710,9 +710,21 @@ def _decode_spec(settings: Settings) -> DecodeSpec:
                       default_region=settings.phones.default_region, cache_size=settings.phones.cache_size)
 
 
+class _Lane:
+    """The records of one consumed list sent to one decode lane."""
+
+    __slots__ = ("messages", "records", "refs")
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.refs: list[SourceRef] = []
+        self.records: list[tuple[bytes | None, bytes | None]] = []
+
+
 @dataclass(slots=True)
 class _Chunk:
-    """One consumed list in the decode pool: per lane, its messages and their results."""
+    """One consumed list in the decode pool, per lane, in feed order."""
 
     generation: int
-    parts: list[tuple[list[Message], asyncio.Future[list[Decoded]]]]
+    parts: list[_Lane]
+    decoded: list[asyncio.Future[list[Decoded]]]

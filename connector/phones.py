@@ -290,10 +290,12 @@ def _parse_in(text: str, region: str) -> str:
         reason = "too_long" if exc.error_type == NumberParseException.TOO_LONG else "unparseable"
         raise PhoneError(f"phone {mask_phone(text)} cannot be parsed (region {region})",
                          reason=reason) from None
-    if not phonenumbers.is_possible_number(number):
-        raise PhoneError(f"phone {mask_phone(text)} is not a possible number (region {region})",
-                         reason="not_possible")
+    # Validity first: a valid number is always a possible one, and most numbers are valid, so
+    # the possible-length check only runs to word a rejection.
     if not phonenumbers.is_valid_number(number):
+        if not phonenumbers.is_possible_number(number):
+            raise PhoneError(f"phone {mask_phone(text)} is not a possible number (region {region})",
+                             reason="not_possible")
         raise PhoneError(f"phone {mask_phone(text)} is not a valid number (region {region})",
                          reason="invalid")
     e164 = str(phonenumbers.format_number(number, _E164))

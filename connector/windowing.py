@@ -100,17 +100,22 @@ def item_payload_bytes(
 ) -> int:
     """What one contact adds to a batch body: :func:`contact_payload_bytes` of a contact with
     these fields plus the ``", "`` separator (:attr:`ContactEvent.item_bytes`)."""
-    size = (
-        _ITEM_FIXED + 2
-        + _json_str_len(phone)
-        + _json_str_len(first_name)
-        + _json_str_len(last_name)
-        + _json_str_len(email)
-    )
+    # The common case in one check: every string plain ASCII, so each costs its length + 2.
+    strings = [phone, first_name or "", last_name or "", email or ""]
+    if custom_fields:
+        strings += custom_fields.keys()
+        strings += custom_fields.values()
+    joined = "".join(strings)
+    if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
+        size = _ITEM_FIXED + 2 + len(joined) + 2 * len(strings)
+        size += 2 * ((first_name is None) + (last_name is None) + (email is None))  # null is 4, "" is 2
+    else:
+        size = (_ITEM_FIXED + 2 + _json_str_len(phone) + _json_str_len(first_name) + _json_str_len(last_name)
+                + _json_str_len(email))
+        for key, value in (custom_fields or {}).items():
+            size += _json_str_len(key) + _json_str_len(value)
     if custom_fields:
         size += 4 * len(custom_fields) - 2  # ": " per pair, ", " between pairs
-        for key, value in custom_fields.items():
-            size += _json_str_len(key) + _json_str_len(value)
     return size
 
 

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from connector.decode_pool import DecodePool, DecodeWorkerError, auto_workers
-from connector.decoding import OK, DecodeSpec, Decoder
+from connector.decoding import OK, Decoder, DecodeSpec
 from connector.serde import AvroCodec
 from connector.tools.sample_data import SampleSpec, generate
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import platform
 import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.dnc import DncTable, e164_to_int, int_to_e164
+from connector.dnc import DEFAULT_MMAP_THRESHOLD, DncTable, e164_to_int, int_to_e164, pin_mmap_threshold
 
 
 def test_add_lookup_contains_len() -> None:
@@ -131,3 +132,57 @@ def test_100k_numbers_stay_small() -> None:
     # 100k spread over 50 area codes is sparser than a national list, yet stays far below a set.
     assert per_number < 8, per_number
     assert table.lookup_int(10_000_000_000 + area_codes[0] * 10_000_000 + 1) is None
+
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "del"]),
+                          st.sampled_from([0, 1, 2, 2**32 - 1, 2**32, 2**33 + 5, 7 * 2**32 + 9]),
+                          st.sampled_from("abc")), max_size=60))
+def test_compact_keeps_the_table_across_high_words(ops: list[tuple[str, int, str]]) -> None:
+    # Numbers on both sides of 32-bit boundaries: moves, tombstones, then a compaction.
+    table = DncTable()
+    model: dict[int, str] = {}
+    base = 44_000_000_000
+    for op, offset, name in ops:
+        number = base + offset
+        if op == "add":
+            table.add_many([(number, name)])
+            model[number] = name
+        else:
+            table.remove_int(number)
+            model.pop(number, None)
+    before = {number: table.lookup_int(number) for number in model}
+    table.compact()
+    assert len(table) == len(model)
+    assert {number: table.lookup_int(number) for number in model} == before == model
+    sizes = table.list_sizes()
+    assert all(sizes.get(name, 0) == list(model.values()).count(name) for name in "abc")
+    # still the live, mutable table
+    table.add_int(base + 2**32, "z")
+    assert table.lookup_int(base + 2**32) == "z"
+    table.remove_int(base + 1)
+    assert table.lookup_int(base + 1) is None
+
+
+def test_bulk_runs_equal_single_adds_after_compaction() -> None:
+    rng = random.Random(11)
+    numbers = [rng.choice([1, 44, 49, 91]) * 10**10 + rng.randrange(10**10) for _ in range(20_000)]
+    pairs = [(n, rng.choice(["a", "b"])) for n in numbers]
+    bulk, single = DncTable(), DncTable()
+    bulk.add_many(pairs[:12_000])
+    bulk.remove_many(numbers[:500])
+    bulk.add_many(pairs[12_000:])
+    for number, name in pairs[:12_000]:
+        single.add_int(number, name)
+    for number in numbers[:500]:
+        single.remove_int(number)
+    for number, name in pairs[12_000:]:
+        single.add_int(number, name)
+    bulk.compact()
+    assert bulk.list_sizes() == single.list_sizes()
+    assert all(bulk.lookup_int(n) == single.lookup_int(n) for n in numbers)
+    assert bulk.serialized_bytes() > 0 and bulk.memory_bytes() > 0
+
+
+def test_pin_mmap_threshold_reports_glibc() -> None:
+    on_glibc = platform.libc_ver()[0] == "glibc"
+    assert pin_mmap_threshold(DEFAULT_MMAP_THRESHOLD) is on_glibc

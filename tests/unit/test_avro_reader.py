@@ -1,0 +1,146 @@
+"""The compiled Avro reader against fastavro: same records, never more lenient."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.avro_reader import compile_reader, read_long
+from connector.serde import plain_schema
+
+CONTACT = plain_schema("ContactOptInChanged")
+
+ALL_TYPES = parse_schema({
+    "type": "record", "name": "AllTypes", "fields": [
+        {"name": "b", "type": "boolean"},
+        {"name": "i", "type": "int"},
+        {"name": "l", "type": "long"},
+        {"name": "s", "type": "string"},
+        {"name": "y", "type": "bytes"},
+        {"name": "n", "type": "null"},
+        {"name": "u1", "type": ["null", "string"]},
+        {"name": "u2", "type": ["long", "null"]},
+        {"name": "m", "type": {"type": "map", "values": "long"}},
+        {"name": "a", "type": {"type": "array", "items": "string"}},
+        {"name": "weird key 'quoted'", "type": "boolean"},
+    ],
+})
+
+longs = st.integers(-(2**63), 2**63 - 1)
+ints = st.integers(-(2**31), 2**31 - 1)
+text = st.text(max_size=30)
+
+all_types_records = st.fixed_dictionaries({
+    "b": st.booleans(), "i": ints, "l": longs, "s": text, "y": st.binary(max_size=20), "n": st.none(),
+    "u1": st.one_of(st.none(), text), "u2": st.one_of(st.none(), longs),
+    "m": st.dictionaries(text, longs, max_size=5), "a": st.lists(text, max_size=5),
+    "weird key 'quoted'": st.booleans(),
+})
+
+contact_records = st.fixed_dictionaries({
+    "event_id": text, "contact_id": text, "phone": text, "region_hint": st.one_of(st.none(), text),
+    "first_name": st.one_of(st.none(), text), "last_name": st.one_of(st.none(), text),
+    "email": st.one_of(st.none(), text), "opted_in": st.booleans(), "changed_at": longs, "source": text,
+    "custom_fields": st.dictionaries(text, text, max_size=5),
+})
+
+
+def encode(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    schemaless_writer(buf, schema, record)
+    return buf.getvalue()
+
+
+def fastavro_read(schema: dict[str, Any], data: bytes) -> tuple[Any, int]:
+    buf = io.BytesIO(data)
+    return schemaless_reader(buf, schema, None), buf.tell()
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=all_types_records)
+def test_every_supported_type_reads_as_fastavro_reads_it(record: dict[str, Any]) -> None:
+    reader = compile_reader(ALL_TYPES)
+    assert reader is not None
+    data = encode(ALL_TYPES, record)
+    assert reader(data, 0) == fastavro_read(ALL_TYPES, data) == (record, len(data))
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=contact_records)
+def test_crm_records_read_as_fastavro_reads_them(record: dict[str, Any]) -> None:
+    reader = compile_reader(CONTACT)
+    assert reader is not None
+    data = encode(CONTACT, record)
+    assert reader(data, 0) == fastavro_read(CONTACT, data)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(record=contact_records, cut=st.integers(0, 200), flips=st.lists(st.tuples(st.integers(0, 199),
+                                                                            st.integers(0, 255)), max_size=3),
+       tail=st.binary(max_size=3))
+def test_never_more_lenient_than_fastavro(record: dict[str, Any], cut: int, flips: list[tuple[int, int]],
+                                          tail: bytes) -> None:
+    """Mangled bytes: whatever the compiled reader accepts, fastavro reads the same way."""
+    data = bytearray(encode(CONTACT, record))
+    for index, value in flips:
+        if index < len(data):
+            data[index] = value
+    mangled = bytes(data[: max(0, len(data) - cut % (len(data) + 1))]) + tail
+    reader = compile_reader(CONTACT)
+    assert reader is not None
+    try:
+        ours = reader(mangled, 0)
+    except (EOFError, UnicodeDecodeError, ValueError):
+        return  # rejected (fastavro may or may not accept such bytes)
+    assert fastavro_read(CONTACT, mangled) == ours
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=120))
+def test_arbitrary_bytes_raise_only_the_documented_errors(data: bytes) -> None:
+    reader = compile_reader(CONTACT)
+    assert reader is not None
+    try:
+        record, end = reader(data, 0)
+    except (EOFError, UnicodeDecodeError, ValueError):
+        return
+    assert 0 < end <= len(data) and set(record) == {f["name"] for f in CONTACT["fields"]}
+
+
+def test_truncation_and_malformed_input() -> None:
+    reader = compile_reader(CONTACT)
+    assert reader is not None
+    good = encode(CONTACT, {"event_id": "e", "contact_id": "c", "phone": "+1", "region_hint": None,
+                            "first_name": None, "last_name": None, "email": None, "opted_in": True,
+                            "changed_at": 5, "source": "s", "custom_fields": {}})
+    for cut in range(1, len(good)):
+        with pytest.raises(EOFError):
+            reader(good[:cut], 0)
+    with pytest.raises(ValueError, match="negative length"):
+        reader(b"\x01", 0)  # a length of -1
+    with pytest.raises(ValueError, match="more than 10 bytes"):
+        read_long(b"\xff" * 11 + b"\x01", 0)
+    assert read_long(b"\x80\x01", 0) == (64, 2)
+    with pytest.raises(UnicodeDecodeError):
+        reader(b"\x02\xff" + good[2:], 0)
+
+
+def test_what_it_does_not_compile_is_left_to_fastavro() -> None:
+    for schema in (
+        {"type": "record", "name": "E", "fields": [{"name": "e", "type": {"type": "enum", "name": "X",
+                                                                           "symbols": ["A"]}}]},
+        {"type": "record", "name": "F", "fields": [{"name": "f", "type": "double"}]},
+        {"type": "record", "name": "R", "fields": [{"name": "r", "type": {"type": "record", "name": "In",
+                                                                           "fields": []}}]},
+        {"type": "record", "name": "U", "fields": [{"name": "u", "type": ["null", "string", "long"]}]},
+        {"type": "record", "name": "T", "fields": [{"name": "t", "type": {"type": "long",
+                                                                          "logicalType": "timestamp-millis"}}]},
+    ):
+        assert compile_reader(parse_schema(schema)) is None
+    assert compile_reader("string") is None
+    assert compile_reader(plain_schema("DncEntry")) is not None
