@@ -169,7 +169,7 @@ async def run_ours(bootstrap: str, topics: Topics, events: int, workers: int | N
             _check(pipeline)
             await asyncio.sleep(0.002)
         first = time.perf_counter()
-        while pipeline.stats.consumed < events:
+        while pipeline.stats.consumed < events or pipeline.in_flight:  # fed, then windowed
             _check(pipeline)
             await asyncio.sleep(0.01)
         consumed_at = time.perf_counter() - first

@@ -37,7 +37,7 @@ from connector.runtime import tune_gc
 
 log = logging.getLogger(__name__)
 
-#: Most worker processes an unset ``workers`` (one per CPU) starts.
+#: Most worker processes an unset ``workers`` starts.
 MAX_AUTO_WORKERS = 4
 #: How often a worker checks that its parent is still alive.
 _PARENT_CHECK_S = 0.5
@@ -48,12 +48,15 @@ class DecodeWorkerError(ConnectorError):
 
 
 def auto_workers() -> int:
-    """One worker per CPU this process may run on, at most :data:`MAX_AUTO_WORKERS`."""
+    """One worker per CPU this process may run on but one, which the event loop's own process
+    needs (it is busy too: windowing, the Kafka clients), at most :data:`MAX_AUTO_WORKERS`;
+    so none on a single CPU. On the 2-core bench machine one worker beat two (26,651 against
+    21,031 events/s, docs/benchmarks.md): three busy processes on two cores wait on each other."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_AUTO_WORKERS))
+    return max(0, min(cpus - 1, MAX_AUTO_WORKERS))
 
 
 def _init_worker() -> None:
@@ -108,7 +111,7 @@ class DecodePool:
 
     def __init__(self, spec: DecodeSpec, workers: int | None = None, *, decoder: Decoder | None = None) -> None:
         if workers is not None and workers < 0:
-            raise ValueError("workers must be None (one per CPU), 0 (on the loop) or a count")
+            raise ValueError("workers must be None (automatic), 0 (on the loop) or a count")
         self.spec = spec
         self.workers = auto_workers() if workers is None else workers
         self._decoder = None if self.workers else (decoder or Decoder(spec))

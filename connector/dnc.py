@@ -7,9 +7,9 @@ An E.164 number (``+``, a country code that never starts with 0, at most 15 digi
 stored as the integer of its digits, which is unique because the first digit is never 0.
 Each list name holds compressed integer sets (32-bit :class:`pyroaring.BitMap` per high
 32-bit word of the number), so a national registry of hundreds of millions of numbers costs
-a few bytes per number instead of the ~90 bytes a Python ``set`` of strings needs. List names are a small set, so a
-look-up asks each list in turn; a number sits in at most one list (re-adding it under
-another list moves it).
+a few bytes per number instead of the ~90 bytes a Python ``set`` of strings needs. List
+names are a small set, so a look-up asks each list in turn; a number sits in at most one
+list (re-adding it under another list moves it).
 """
 
 from __future__ import annotations

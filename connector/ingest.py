@@ -7,7 +7,7 @@ thread and the DNC materialiser) and the decode workers. Per consumed list of re
    :class:`connector.offsets.OffsetTracker`, and its ``(key, value)`` goes to the
    :class:`connector.decode_pool.DecodePool` lane of its key, where it is decoded,
    validated and normalised (:mod:`connector.decoding`; a lane is a worker process, so the
-   CPU work runs on every core). At most ``2 x lanes`` lists are in flight.
+   CPU work runs on every core). At most 4 lists per lane are in flight.
 2. **process** (in the same order, one list at a time): failures go to the DLQ (stage
    ``decode``, ``validate`` or ``normalise``, with the reason); the rest become
    :class:`connector.models.ContactEvent` and enter the window
@@ -114,6 +114,8 @@ class Retractions(Protocol):
         ...
 
 STAGE_WINDOW = "window"
+#: Consumed lists in flight (fed, not yet windowed) per decode lane.
+_LISTS_PER_LANE = 4
 
 
 @dataclass
@@ -215,7 +217,11 @@ class IngestPipeline:
         self._tasks: list[asyncio.Task[None]] = []
         self._consume_task: asyncio.Task[None] | None = None
         # Consumed lists in the decode pool, in feed order (bounded: backpressure on the feeder).
-        self._in_flight: asyncio.Queue[_Chunk] = asyncio.Queue(maxsize=2 * self.decode_pool.lanes)
+        # Consumed lists fed to the decode pool, in feed order; a slot is taken before a list is
+        # fetched from the consumer thread, so feeding never waits (nor can a cancelled feeder
+        # lose a list it already tracked).
+        self._in_flight: asyncio.Queue[_Chunk] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(_LISTS_PER_LANE * self.decode_pool.lanes)
         self._processing = 0  # 1 while the processor holds a list taken off the queue
         # Revoke generation: bumped by every revoke; a partition remembers the last one that hit it.
         self._generation = 0
@@ -236,6 +242,11 @@ class IngestPipeline:
     def assigned(self) -> frozenset[TP]:
         """Partitions this instance currently owns (as the loop knows them)."""
         return frozenset(self._assigned)
+
+    @property
+    def in_flight(self) -> int:
+        """Consumed lists fed to the decode pool and not yet windowed."""
+        return self._in_flight.qsize() + self._processing
 
     @property
     def paused(self) -> bool:
@@ -284,7 +295,7 @@ class IngestPipeline:
             # Lists already fed are tracked: let the processor window them before the last flush.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(deadline):
-                    while self._failure is None and self._in_flight.qsize() + self._processing:
+                    while self._failure is None and self.in_flight:
                         await asyncio.sleep(0.01)
         if self._failure is None:
             self._handle(self.window.flush_all("shutdown"))
@@ -388,12 +399,18 @@ class IngestPipeline:
         """Feed consumed lists to the decode pool, in order (the feeder)."""
         while True:
             await self._flowing.wait()
-            messages = await self.consumer.get_batch(timeout=self._tick_s * 4)
-            if messages:
+            async with contextlib.AsyncExitStack() as slot:
+                await self._slots.acquire()  # waits while the processor is behind
+                slot.callback(self._slots.release)
+                messages = await self.consumer.get_batch(timeout=self._tick_s * 4)
+                if not messages:
+                    continue
                 chunk = self._feed(messages)
                 self._backpressure()  # records count as unsettled from here on
-                if chunk.parts:
-                    await self._in_flight.put(chunk)  # blocks while 2 x lanes lists are in flight
+                if not chunk.parts:
+                    continue
+                self._in_flight.put_nowait(chunk)
+                slot.pop_all()  # the processor releases it
 
     def _feed(self, messages: list[Message]) -> _Chunk:
         """Track each record of an assigned partition and send it to its key's lane."""
@@ -433,6 +450,7 @@ class IngestPipeline:
                 self._process(chunk, results)  # synchronous: no rebalance interleaves with a list
             finally:
                 self._processing = 0
+                self._slots.release()
             self._backpressure()
 
     def _process(self, chunk: _Chunk, results: list[list[Decoded]]) -> None:

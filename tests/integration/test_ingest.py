@@ -356,3 +356,19 @@ async def test_backpressure_pauses_over_the_unsettled_limit(kafka_bootstrap: str
         await until(lambda: sum(len(b.contacts) for b in env.batches) == 40)
         await until(lambda: not pipeline.paused)
         await until(lambda: committed(kafka_bootstrap, env.group, env.topics["contacts"])[0] == 40)
+
+
+async def test_stop_windows_the_lists_still_in_the_workers(kafka_bootstrap: str, topic_factory) -> None:
+    """Records handed to a worker are tracked: a stop waits for their results, windows them,
+    flushes, and commits all of them (nothing left unsettled to wait for)."""
+    env = Env(kafka_bootstrap, topic_factory, consume_batch_size=50, workers=1, window={"max_age_s": 30})
+    send(kafka_bootstrap, env.topics["contacts"],
+         [(f"c{i}".encode(), event(f"c{i}", f"+1415555{i:04d}")) for i in range(3000)])
+    async with env.pipeline() as pipeline:
+        await until(lambda: pipeline.stats.consumed >= 500)
+        await pipeline.stop(deadline_s=20)
+        consumed = pipeline.stats.consumed
+        assert pipeline.in_flight == 0
+        assert pipeline.tracker.unsettled == 0
+        assert sum(len(b.covered) for b in env.batches) == consumed
+    assert committed(kafka_bootstrap, env.group, env.topics["contacts"])[0] == consumed
