@@ -141,18 +141,23 @@ class OursResult:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def settings_for(bootstrap: str, topics: Topics, group: str, workers: int | None = None) -> Settings:
+def settings_for(bootstrap: str, topics: Topics, group: str, workers: int | None = None,
+                 consume_batch: int | None = None) -> Settings:
+    kafka: dict[str, object] = {"bootstrap_servers": bootstrap, "group_id": group, "statistics_interval_ms": 0}
+    if consume_batch is not None:
+        kafka["consume_batch_size"] = consume_batch
     return load_settings({
-        "kafka": {"bootstrap_servers": bootstrap, "group_id": group, "statistics_interval_ms": 0},
+        "kafka": kafka,
         "ingest": {} if workers is None else {"workers": workers},
         "topics": {"contacts": topics.contacts, "dnc": topics.dnc, "suppressed": topics.suppressed,
                    "dlq": topics.dlq},
     }, env={})
 
 
-async def run_ours(bootstrap: str, topics: Topics, events: int, workers: int | None = None) -> OursResult:
+async def run_ours(bootstrap: str, topics: Topics, events: int, workers: int | None = None,
+                   consume_batch: int | None = None) -> OursResult:
     """The connector's ingest rate: first record consumed to last batch handed to ``submit``."""
-    settings = settings_for(bootstrap, topics, f"bench-ours-{uuid.uuid4().hex[:8]}", workers)
+    settings = settings_for(bootstrap, topics, f"bench-ours-{uuid.uuid4().hex[:8]}", workers, consume_batch)
     producer = AsyncProducer(producer_config(settings))
     await producer.start()
     dnc = DncSource(dnc_consumer_config(settings), topics.dnc,
@@ -237,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--bootstrap", default=benchlib.DEFAULT_BOOTSTRAP)
     parser.add_argument("--skip-peer", action="store_true", help="leave the Quix Streams peer out")
+    parser.add_argument("--consume-batch", type=int, default=None,
+                        help="kafka.consume_batch_size for the connector (the raw baseline uses the same)")
     parser.add_argument("--workers", type=int, default=None,
                         help="ingest.workers: decode worker processes (default: one per CPU; 0: none)")
     parser.add_argument("--keep-topics", action="store_true", help="do not delete the topics at the end")
@@ -264,14 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"produced in {time.perf_counter() - started:.1f}s: " +
               ", ".join(f"{k} {v:,}" for k, v in stats.items()), flush=True)
 
-        batch_size = settings_for(args.bootstrap, topics, "x").kafka.consume_batch_size
+        batch_size = settings_for(args.bootstrap, topics, "x",
+                                  consume_batch=args.consume_batch).kafka.consume_batch_size
         raw = run_raw(args.bootstrap, topics.contacts, args.partitions, events, batch_size)
         print(f"raw consume+decode:   {raw:12,.0f} events/s (num_messages={batch_size}; fastavro)", flush=True)
         raw_compiled = run_raw(args.bootstrap, topics.contacts, args.partitions, events, batch_size, compiled=True)
         print(f"  the same with the connector's compiled reader: {raw_compiled:,.0f} events/s "
               f"(ingest against it is printed below)", flush=True)
 
-        ours = asyncio.run(run_ours(args.bootstrap, topics, events, args.workers))
+        ours = asyncio.run(run_ours(args.bootstrap, topics, events, args.workers, args.consume_batch))
         print(f"connector ingest:     {ours.rate:12,.0f} events/s ({ours.seconds:.1f}s; "
               f"{ours.batches:,} batches, {ours.contacts:,} contacts handed to submit; "
               f"DNC bootstrap {ours.dnc_numbers:,} numbers in {ours.dnc_bootstrap_s:.1f}s)", flush=True)
