@@ -128,10 +128,13 @@ start() {
       -Djava.awt.headless=true -Dlog4j2.configurationFile='$HERE/log4j2.properties' \
       -Dkafka.logs.dir='$LOGDIR' -cp '$LIBS/*' kafka.Kafka $PROPS" \
       >"$LOGDIR/stdout.log" 2>&1 </dev/null &
-  echo $! >"$PIDFILE"
+  local started=$!
+  echo "$started" >"$PIDFILE"
   local deadline=$((SECONDS + 90))
   until port_open "$PORT"; do
-    if ! our_pid >/dev/null; then
+    # Liveness by pid, not by our_pid: while setsid, nohup and bash exec their way to java,
+    # /proc/<pid>/cmdline can read empty for a moment, which once passed for an exit.
+    if ! kill -0 "$started" 2>/dev/null; then
       say "the broker exited during start-up; last lines of $LOGDIR/server.log:"
       tail -n 30 "$LOGDIR/server.log" "$LOGDIR/stdout.log" >&2 2>/dev/null || true
       exit 1
