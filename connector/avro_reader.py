@@ -27,7 +27,8 @@ from typing import Any
 #: ``read(data, pos) -> (record, end)``: one record from ``data[pos:]``.
 Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
 
-_PRIMITIVES = ("boolean", "int", "long", "string", "bytes")
+#: The primitive types both compiled readers and writers handle (``null`` apart).
+SIMPLE_TYPES = ("boolean", "int", "long", "string", "bytes")
 _MAX_VARINT_BYTES = 10
 
 
@@ -99,26 +100,26 @@ def _indent(lines: list[str], depth: int = 1) -> list[str]:
     return ["    " * depth + line for line in lines]
 
 
-def _simple(schema: Any) -> Any:
+def simple_type(schema: Any) -> Any:
     """``{"type": "long"}`` is ``"long"``; a logical type is left alone (and not compiled:
     fastavro would turn it into another Python type)."""
-    if isinstance(schema, dict) and "logicalType" not in schema and schema.get("type") in (*_PRIMITIVES, "null"):
+    if isinstance(schema, dict) and "logicalType" not in schema and schema.get("type") in (*SIMPLE_TYPES, "null"):
         return schema["type"]
     return schema
 
 
 def _field(schema: Any, target: str, depth: int) -> list[str] | None:
     """Lines that read one value of ``schema`` into ``target``; None if not compilable."""
-    schema = _simple(schema)
+    schema = simple_type(schema)
     if isinstance(schema, list):
-        schema = [_simple(branch) for branch in schema]
-    if isinstance(schema, str) and schema in _PRIMITIVES:
+        schema = [simple_type(branch) for branch in schema]
+    if isinstance(schema, str) and schema in SIMPLE_TYPES:
         return _primitive(schema, target)
     if schema == "null":
         return [f"{target} = None"]
     if isinstance(schema, list) and len(schema) == 2 and "null" in schema:
         other = schema[1 - schema.index("null")]
-        if not (isinstance(other, str) and other in _PRIMITIVES):
+        if not (isinstance(other, str) and other in SIMPLE_TYPES):
             return None
         null_index = schema.index("null")
         return [
@@ -131,8 +132,8 @@ def _field(schema: Any, target: str, depth: int) -> list[str] | None:
             "    raise ValueError('union branch out of range')",
         ]
     if isinstance(schema, dict) and schema.get("type") in ("map", "array"):
-        inner = _simple(schema["values"] if schema["type"] == "map" else schema["items"])
-        if not (isinstance(inner, str) and inner in _PRIMITIVES):
+        inner = simple_type(schema["values"] if schema["type"] == "map" else schema["items"])
+        if not (isinstance(inner, str) and inner in SIMPLE_TYPES):
             return None
         is_map = schema["type"] == "map"
         acc, count = f"c{depth}", f"k{depth}"

@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from connector.avro_reader import simple_type
+
 #: ``write(record) -> bytes``.
 Writer = Callable[[Mapping[str, Any]], bytes]
 
-_SIMPLE = ("boolean", "int", "long", "string", "bytes")
 
 
 def _zigzag_varint(n: int) -> bytes:
@@ -89,15 +90,9 @@ _ENCODERS = {"boolean": "encode_boolean", "int": "encode_long", "long": "encode_
              "string": "encode_string", "bytes": "encode_bytes"}
 
 
-def _simple(schema: Any) -> Any:
-    if isinstance(schema, dict) and "logicalType" not in schema and schema.get("type") in (*_SIMPLE, "null"):
-        return schema["type"]
-    return schema
-
-
 def _expression(schema: Any, value: str, index: int, consts: dict[str, Any]) -> str | None:
     """A Python expression writing ``value`` (a local name) as ``schema``; None if unsupported."""
-    schema = _simple(schema)
+    schema = simple_type(schema)
     if schema == "null":
         return f"(b'' if {value} is None else _not_null())"
     if isinstance(schema, str) and schema in _ENCODERS:
@@ -107,7 +102,7 @@ def _expression(schema: Any, value: str, index: int, consts: dict[str, Any]) -> 
         consts[f"enum{index}"] = table
         return f"enum{index}[{value}]"
     if isinstance(schema, list) and len(schema) == 2 and "null" in schema:
-        other = _simple(schema[1 - schema.index("null")])
+        other = simple_type(schema[1 - schema.index("null")])
         if not (isinstance(other, str) and other in _ENCODERS):
             return None
         null_tag, value_tag = _zigzag_varint(schema.index("null")), _zigzag_varint(1 - schema.index("null"))
