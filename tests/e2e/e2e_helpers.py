@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from kafka_helpers import committed_offsets as shared_committed_offsets
 
 from connector.app import App
 from connector.config import Settings, load_settings
@@ -199,12 +200,8 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The group's committed offsets (-1001 where none)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset for tp in tps}
+    got = shared_committed_offsets(bootstrap, group, [(topic, p) for p in range(partitions)])
+    return {p: offset for (_, p), offset in got.items()}
 
 
 def read_all(bootstrap: str, topic: str, timeout: float = 20.0) -> list[Message]:

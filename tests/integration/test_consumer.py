@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Mapping
 
 import pytest
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer
+from kafka_helpers import committed_offsets
 
 from connector.kafka.consumer import ConsumerThread
 from connector.kafka.exceptions import ConsumeError
@@ -56,12 +57,7 @@ def produce(bootstrap: str, topic: str, count: int, partitions: int = 1, start: 
 
 
 def committed(bootstrap: str, group: str, tps: list[TP]) -> dict[TP, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        result = consumer.committed([TopicPartition(t, p) for t, p in tps], timeout=10)
-    finally:
-        consumer.close()
-    return {(tp.topic, tp.partition): tp.offset for tp in result}
+    return committed_offsets(bootstrap, group, tps)
 
 
 async def collect(consumer: ConsumerThread, count: int, timeout: float = 10.0) -> list[Message]:

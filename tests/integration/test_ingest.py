@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from kafka_helpers import committed_offsets
 
 from connector.config import Settings, load_settings
 from connector.dnc import DncTable
@@ -70,12 +71,8 @@ def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 10.0) ->
 
 
 def committed(bootstrap: str, group: str, topic: str, partitions: int = 1) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset for tp in tps}
+    got = committed_offsets(bootstrap, group, [(topic, p) for p in range(partitions)])
+    return {p: offset for (_, p), offset in got.items()}
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 8.0) -> None:
