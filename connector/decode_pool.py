@@ -151,10 +151,10 @@ class DecodePool:
             return done
         executor = _lane(lane % self.workers)
         try:
-            inner: Future[list[Decoded]] = executor.submit(decode_chunk, self.spec, list(records))
+            inner: Future[list[Decoded]] = executor.submit(decode_chunk, self.spec, records)
         except (BrokenProcessPool, RuntimeError):
             executor = _lane(lane % self.workers, replace=executor)
-            inner = executor.submit(decode_chunk, self.spec, list(records))
+            inner = executor.submit(decode_chunk, self.spec, records)
         outer = asyncio.wrap_future(inner, loop=loop)
         result: asyncio.Future[list[Decoded]] = loop.create_future()
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from connector.errors import ConnectorError, PhoneError, SerdeError
-from connector.phones import PhoneNormalizer, parse_phone
+from connector.kafka.dlq import error_class_name
+from connector.phones import PhoneNormalizer
 from connector.serde import AvroCodec
 from connector.windowing import item_payload_bytes
 
@@ -61,9 +62,9 @@ class ValidationError(ConnectorError):
 
 
 #: The class name written to the DLQ for a validation failure.
-VALIDATION_ERROR = f"{ValidationError.__module__}.{ValidationError.__qualname__}"
-_SERDE_ERROR = f"{SerdeError.__module__}.{SerdeError.__qualname__}"
-_PHONE_ERROR = f"{PhoneError.__module__}.{PhoneError.__qualname__}"
+VALIDATION_ERROR = error_class_name(ValidationError)
+_SERDE_ERROR = error_class_name(SerdeError)
+_PHONE_ERROR = error_class_name(PhoneError)
 
 
 def validate_record(key: bytes | None, record: Mapping[str, Any]) -> str | None:
@@ -148,9 +149,7 @@ class Decoder:
         Never raises for bad input: every failure is a tuple naming its stage.
         """
         decode = self.codec.decode
-        normalizer = self.normalizer
-        cached = normalizer.cached
-        default = normalizer.default_region
+        normalize = self.normalizer.outcome
         out: list[Decoded] = []
         append = out.append
         for key, value in records:
@@ -166,10 +165,7 @@ class Decoder:
             if problem is not None:
                 append((STAGE_VALIDATE, VALIDATION_ERROR, problem, STAGE_VALIDATE))
                 continue
-            raw, hint = record["phone"], record["region_hint"]
-            phone = cached(raw, hint)
-            if phone is None:
-                phone = normalizer.resolve(raw, hint, parse_phone(raw, hint, default))
+            phone = normalize(record["phone"], record["region_hint"])
             if isinstance(phone, tuple):
                 reason, message = phone
                 append((STAGE_NORMALISE, _PHONE_ERROR, f"{reason}: {message}", reason))

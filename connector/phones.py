@@ -123,21 +123,16 @@ class PhoneNormalizer:
         """
         if not isinstance(raw, str) or not (region_hint is None or isinstance(region_hint, str)):
             raise PhoneError("phone or region hint is not a string", reason="unparseable")
-        result = self.cached(raw, region_hint)
-        if result is None:
-            result = self.resolve(raw, region_hint, parse_phone(raw, region_hint, self._default))
+        result = self.outcome(raw, region_hint)
         if isinstance(result, str):
             return result
         raise PhoneError(result[1], reason=result[0])
 
-    def cached(self, raw: str, region_hint: str | None) -> Outcome | None:
-        """The cached outcome for ``raw`` (strings only), or None on a miss.
-
-        A miss is resolved with :func:`parse_phone` (here or in a worker process) and handed
-        to :meth:`resolve`, which caches it.
+    def outcome(self, raw: str, region_hint: str | None) -> Outcome:
+        """:meth:`normalize` without raising (the decoder's hot path; strings only).
 
         Returns:
-            The E.164 string, ``(reason, message)`` for a cached rejection, or None.
+            The E.164 string, or ``(reason, message)`` for a number that cannot be normalised.
         """
         key = raw if region_hint is None else f"{raw}\x00{region_hint}"
         cached = self._cache.get(key)
@@ -155,11 +150,8 @@ class PhoneNormalizer:
                 self.hits += 1
                 self._remember(key, known)  # the next time this spelling costs one look-up
                 return known
-        return None
-
-    def resolve(self, raw: str, region_hint: str | None, result: Outcome) -> Outcome:
-        """Cache ``result``, the :func:`parse_phone` outcome of a miss, and return it."""
         self.misses += 1
+        result = parse_phone(raw, region_hint, self._default)
         if self._cache_size:
             if isinstance(result, str):
                 # Every digits-only spelling that parses to this very number shares the entry:
@@ -167,10 +159,9 @@ class PhoneNormalizer:
                 # (NSN) and trunk-prefixed (1 NSN, 0 NSN): one parse per number, not per spelling.
                 for alias in self._aliases(result):
                     self._remember(alias, result)
-                canon = _canonical(raw, region_hint, self._default)
                 if canon is not None:
                     self._remember(canon, result)
-            self._remember(raw if region_hint is None else f"{raw}\x00{region_hint}", result)
+            self._remember(key, result)
         return result
 
     def _remember(self, key: str, value: Outcome) -> None:
@@ -205,8 +196,6 @@ Outcome = str | tuple[str, str]
 def parse_phone(raw: str, region_hint: str | None, default_region: str) -> Outcome:
     """Parse one phone with phonenumbers, uncached (a cache miss).
 
-    A plain function of its arguments, so it can run in a worker process.
-
     Returns:
         The E.164 string, or ``(reason, message)`` when it cannot be normalised (the
         message masks the number).
@@ -215,11 +204,6 @@ def parse_phone(raw: str, region_hint: str | None, default_region: str) -> Outco
         return _parse(raw, region_hint, default_region)
     except PhoneError as exc:
         return (exc.reason, str(exc))
-
-
-def parse_phones(default_region: str, items: list[tuple[str, str | None]]) -> list[Outcome]:
-    """:func:`parse_phone` over many ``(raw, region_hint)`` pairs (one worker-process call)."""
-    return [parse_phone(raw, hint, default_region) for raw, hint in items]
 
 
 def _parse(raw: str, region_hint: str | None, default: str) -> str:

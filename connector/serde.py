@@ -313,6 +313,7 @@ class AvroCodec:
         schema_id = self.schema_id
         if self.wire_format == "confluent" and schema_id is None:
             raise SerdeError(f"invalid record: {self.name}: confluent framing needs a schema_id")
+        payload = None
         if check:
             self._check(record)
         elif self._compiled_writer is not None:
@@ -322,14 +323,13 @@ class AvroCodec:
                 raise SerdeError(f"invalid record: {self.name}: missing field or unknown symbol {exc}") from None
             except TypeError:
                 pass  # a datetime for a timestamp, say: fastavro knows
-            else:
-                return frame(schema_id, payload) if schema_id is not None and self.wire_format != "avro" else payload
-        buf = BytesIO()
-        try:
-            schemaless_writer(buf, self._full, dict(record))
-        except Exception as exc:
-            raise SerdeError(f"invalid record: {self.name}: {type(exc).__name__}") from None
-        payload = buf.getvalue()
+        if payload is None:
+            buf = BytesIO()
+            try:
+                schemaless_writer(buf, self._full, dict(record))
+            except Exception as exc:
+                raise SerdeError(f"invalid record: {self.name}: {type(exc).__name__}") from None
+            payload = buf.getvalue()
         if schema_id is not None and self.wire_format != "avro":
             return frame(schema_id, payload)
         return payload

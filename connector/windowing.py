@@ -340,9 +340,7 @@ class Window:
                 out.audits.append(AuditOutcome(event, reason, STAGE_ARRIVAL, blocked_by, now, (event.source,)))
                 continue
 
-            cost = event.item_bytes
-            if cost is None:
-                cost = item_cost(event)
+            cost = item_cost(event)
             if limits.envelope_bytes + cost > limits.max_bytes:
                 out = out or _Collector()
                 covered: tuple[SourceRef, ...] = (event.source,)
