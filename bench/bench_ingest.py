@@ -135,6 +135,8 @@ class OursResult:
     seconds: float
     dnc_bootstrap_s: float
     dnc_numbers: int
+    main_cpu_us: float = 0.0
+    worker_cpu_us: float = 0.0
     batches: int = 0
     contacts: int = 0
     covered: int = 0
@@ -184,6 +186,8 @@ async def run_ours(bootstrap: str, topics: Topics, events: int, workers: int | N
             _check(pipeline)
             await asyncio.sleep(0.002)
         first = time.perf_counter()
+        pids = await pipeline.decode_pool.worker_pids()
+        cpu_main, cpu_workers = time.process_time(), sum(map(benchlib.process_cpu_seconds, pids))
         while pipeline.stats.consumed < events or pipeline.in_flight:  # fed, then windowed
             _check(pipeline)
             await asyncio.sleep(0.01)
@@ -194,8 +198,11 @@ async def run_ours(bootstrap: str, topics: Topics, events: int, workers: int | N
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.3)  # the submit loop drains its queue (submit settles at once)
         elapsed = last_submit[0] - first
+        cpu_main = time.process_time() - cpu_main
+        cpu_workers = sum(map(benchlib.process_cpu_seconds, pids)) - cpu_workers
         print(f"  ours: every event consumed after {consumed_at:.2f}s, last batch handed on after {elapsed:.2f}s")
-        result = OursResult(events / elapsed, elapsed, dnc.bootstrap_seconds or 0.0, len(dnc), **handed,
+        result = OursResult(events / elapsed, elapsed, dnc.bootstrap_seconds or 0.0, len(dnc),
+                            cpu_main / events * 1e6, cpu_workers / events * 1e6, **handed,
                             stats=dict(vars(pipeline.stats)))
     finally:
         await pipeline.stop(5.0)
@@ -283,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"connector ingest:     {ours.rate:12,.0f} events/s ({ours.seconds:.1f}s; "
               f"{ours.batches:,} batches, {ours.contacts:,} contacts handed to submit; "
               f"DNC bootstrap {ours.dnc_numbers:,} numbers in {ours.dnc_bootstrap_s:.1f}s)", flush=True)
+        print(f"  CPU per event: {ours.main_cpu_us:.1f} us in the connector's process (every thread), "
+              f"{ours.worker_cpu_us:.1f} us in its decode workers", flush=True)
         s = ours.stats
         print(f"  consumed {s['consumed']:,}, decoded {s['decoded']:,}, dead-lettered {s['dead_lettered']:,}, "
               f"audited {s['audited']:,}", flush=True)

@@ -419,26 +419,25 @@ class IngestPipeline:
         lanes = self.decode_pool.lanes
         self.stats.consumed += len(messages)
         self._metrics.events_consumed.inc(len(messages))
-        by_lane: dict[int, _Lane] = {}
+        parts = [_Lane() for _ in range(lanes)]
         for msg in messages:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            if topic is None or partition is None or offset is None or (topic, partition) not in assigned:
+            tp = (topic, partition)
+            if offset is None or tp not in assigned:
                 continue  # revoked while it waited in the hand-off queue
-            track((topic, partition), offset)
+            track(tp, offset)
             # By key, not by partition: librdkafka hands over long runs of one partition, which
             # would keep one lane busy and the others idle. A contact's records share a key, so
             # they still meet one worker (and its phone cache), in consume order.
             key = msg.key()
-            index = hash(key) % lanes if key else 0
-            lane = by_lane.get(index)
-            if lane is None:
-                lane = by_lane[index] = _Lane()
+            lane = parts[hash(key) % lanes] if lanes > 1 and key else parts[0]
             lane.messages.append(msg)
-            lane.refs.append(SourceRef(topic, partition, offset))
+            lane.refs.append(SourceRef(topic, partition, offset))  # type: ignore[arg-type]
             lane.records.append((key, msg.value()))
         submit = self.decode_pool.submit
-        return _Chunk(self._generation, list(by_lane.values()),
-                      [submit(index, lane.records) for index, lane in by_lane.items()])
+        used = [(index, lane) for index, lane in enumerate(parts) if lane.messages]
+        return _Chunk(self._generation, [lane for _, lane in used],
+                      [submit(index, lane.records) for index, lane in used])
 
     async def _process_loop(self) -> None:
         """Take the decoded lists in feed order and window them (the processor)."""

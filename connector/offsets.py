@@ -111,8 +111,22 @@ class OffsetTracker:
 
     def settle_many(self, refs: Iterable[SourceRef]) -> None:
         """Mark many records settled; see :meth:`settle`."""
-        for ref in refs:
-            self._settle(ref.topic, ref.partition, ref.offset)
+        parts = self._parts
+        settled = 0
+        for topic, partition, offset in refs:  # _settle inlined: this runs for every record
+            part = parts.get((topic, partition))
+            if part is None:
+                continue
+            unsettled = part.unsettled
+            if offset not in unsettled:
+                continue
+            unsettled.remove(offset)
+            settled += 1
+            order = part.order
+            if order[0] == offset:
+                while order and order[0] not in unsettled:
+                    part.committable = order.popleft() + 1
+        self._unsettled -= settled
 
     def _settle(self, topic: str, partition: int, offset: int) -> None:
         part = self._parts.get((topic, partition))

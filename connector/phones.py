@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import OrderedDict
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from connector.errors import PhoneError
+from connector.phone_fast import fast_e164
 
 #: Input longer than this is rejected before parsing: no real phone needs it, and it keeps
 #: hostile input from costing a parse.
@@ -33,7 +33,7 @@ E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
 
 _E164 = PhoneNumberFormat.E164
 #: Separators a spelling may hold that phonenumbers ignores (see ``_canonical``).
-_PUNCTUATION = str.maketrans("", "", " \t-().")
+_PUNCTUATION = str.maketrans("", "", " -().")
 
 
 def mask_phone(raw: str) -> str:
@@ -66,8 +66,11 @@ class PhoneNormalizer:
     """Normalise raw CRM phone strings to E.164.
 
     The event's region hint is tried first, then the default region. Results and rejections
-    are cached; when the cache is full the oldest entry is dropped (first in, first out:
-    cheap, and good enough when repeats are frequent).
+    are cached in two generations of at most ``cache_size // 2`` entries each: new entries
+    and hits from the old generation go to the young one; when the young one is full it
+    becomes the old one and the old one is dropped whole. Eviction costs nothing per entry
+    (an ordered dict's per-insert bookkeeping cost more than a phone's fast parse), and a
+    number used within the last ``cache_size // 2`` insertions is always kept.
 
     Args:
         default_region: ISO 3166 region for national-format numbers without a usable hint.
@@ -78,7 +81,7 @@ class PhoneNormalizer:
             ``cache_size`` is negative.
     """
 
-    __slots__ = ("_cache", "_cache_size", "_default", "hits", "misses")
+    __slots__ = ("_cache_size", "_code", "_default", "_half", "_old", "_prefix", "_young", "hits", "misses")
 
     def __init__(self, default_region: str = "US", cache_size: int = 1_000_000) -> None:
         region = default_region.upper()
@@ -87,13 +90,14 @@ class PhoneNormalizer:
         if cache_size < 0:
             raise ValueError("cache_size must be >= 0")
         self._default = region
+        self._code, self._prefix = _country_code_and_prefix(region)
         self._cache_size = cache_size
-        # Value: the E.164 string, or (reason, message) for a rejection.
-        # OrderedDict: dropping the oldest entry is O(1); ``next(iter(dict))`` is not, as it
-        # scans past every slot already deleted at the front (75 s instead of 22 s at 1M events).
-        # Keys are plain strings (the spelling, plus "\x00" and the hint when one matters):
-        # a tuple per entry would cost 56 bytes more, and the cache may hold a million.
-        self._cache: OrderedDict[str, Outcome] = OrderedDict()
+        self._half = max(1, cache_size // 2)
+        # Value: the E.164 string, or (reason, message) for a rejection. Keys are plain
+        # strings (the spelling, plus "\x00" and the hint when one matters): a tuple per entry
+        # would cost 56 bytes more, and the cache may hold a million.
+        self._young: dict[str, Outcome] = {}
+        self._old: dict[str, Outcome] = {}
         self.hits = 0
         self.misses = 0
 
@@ -103,8 +107,9 @@ class PhoneNormalizer:
         return self._default
 
     def cache_len(self) -> int:
-        """How many entries the cache holds now."""
-        return len(self._cache)
+        """How many entries the cache holds now (at most ``cache_size``; a key moved up from
+        the old generation counts twice until the old one is dropped)."""
+        return len(self._young) + len(self._old)
 
     def normalize(self, raw: str, region_hint: str | None = None) -> str:
         """Return ``raw`` as E.164, for example ``"+14155550123"``.
@@ -135,7 +140,7 @@ class PhoneNormalizer:
             The E.164 string, or ``(reason, message)`` for a number that cannot be normalised.
         """
         key = raw if region_hint is None else f"{raw}\x00{region_hint}"
-        cached = self._cache.get(key)
+        cached = self._get(key)
         if cached is not None:
             self.hits += 1
             return cached
@@ -145,10 +150,10 @@ class PhoneNormalizer:
         # can never reject a number that parses.
         canon = _canonical(raw, region_hint, self._default)
         if canon is not None:
-            known = self._cache.get(canon)
+            known = self._get(canon)
             if isinstance(known, str):
                 self.hits += 1
-                self._remember(key, known)  # the next time this spelling costs one look-up
+                self._put(key, known)  # the next time this spelling costs one look-up
                 return known
         self.misses += 1
         result = parse_phone(raw, region_hint, self._default)
@@ -158,18 +163,26 @@ class PhoneNormalizer:
                 # international (+CC NSN), and, for a number of the default region, national
                 # (NSN) and trunk-prefixed (1 NSN, 0 NSN): one parse per number, not per spelling.
                 for alias in self._aliases(result):
-                    self._remember(alias, result)
+                    self._put(alias, result)
                 if canon is not None:
-                    self._remember(canon, result)
-            self._remember(key, result)
+                    self._put(canon, result)
+            self._put(key, result)
         return result
 
-    def _remember(self, key: str, value: Outcome) -> None:
-        if key in self._cache:
-            self._cache.move_to_end(key)
-        elif len(self._cache) >= self._cache_size:
-            self._cache.popitem(last=False)  # the oldest entry
-        self._cache[key] = value
+    def _get(self, key: str) -> Outcome | None:
+        value = self._young.get(key)
+        if value is None:
+            value = self._old.get(key)
+            if value is not None:
+                self._put(key, value)  # used again: keep it past the next generation change
+        return value
+
+    def _put(self, key: str, value: Outcome) -> None:
+        young = self._young
+        young[key] = value
+        if len(young) >= self._half:
+            self._old = young
+            self._young = {}
 
     def _aliases(self, e164: str) -> list[str]:
         """Cache keys of the other digits-only spellings that parse to ``e164``.
@@ -179,7 +192,7 @@ class PhoneNormalizer:
         same validity), whichever region of a shared code (NANP's +1) it belongs to.
         """
         keys = [e164]
-        code, prefix = _country_code_and_prefix(self._default)
+        code, prefix = self._code, self._prefix
         if e164.startswith(code, 1):
             nsn = e164[1 + len(code):]
             if not nsn.startswith("0"):  # a leading zero would be read as a trunk prefix
@@ -268,6 +281,11 @@ def _parse_in(text: str, region: str) -> str:
         PhoneError: unparseable, not possible or invalid in this region (the message masks
             the number; masking only on failure keeps the hot path short).
     """
+    # Plain spellings of valid numbers take the exact fast path; the rest (and every
+    # rejection) goes through phonenumbers, which words the reason.
+    fast = fast_e164(text, region)
+    if fast is not None:
+        return fast
     try:
         number = phonenumbers.parse(text, region)
     except NumberParseException as exc:

@@ -69,6 +69,8 @@ class DncTableLike(Protocol):
 
     def lookup_int(self, number: int) -> str | None: ...
 
+    def lookup_many(self, numbers: Iterable[str]) -> dict[str, str]: ...
+
     def __len__(self) -> int: ...
 
 
@@ -184,19 +186,10 @@ class DncSource:
         flush). The numbers come from the normaliser, so they are not validated again; a
         string that is not a number is reported as not blocked.
         """
-        found: dict[str, str] = {}
         if not numbers:
-            return found
-        lookup_int = self.table.lookup_int
+            return {}
         with self.lock:
-            for e164 in numbers:
-                try:
-                    name = lookup_int(int(e164[1:]))
-                except ValueError:
-                    continue
-                if name is not None:
-                    found[e164] = name
-        return found
+            return self.table.lookup_many(numbers)
 
     def __len__(self) -> int:
         with self.lock:

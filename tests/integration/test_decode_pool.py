@@ -111,3 +111,24 @@ def test_workers_end_when_their_parent_is_killed(tmp_path) -> None:
             pytest.fail("the worker outlived its killed parent")
     finally:
         child.kill()
+
+
+async def test_a_decoder_that_cannot_be_built_fails_the_chunk_not_the_worker() -> None:
+    pool = DecodePool(DecodeSpec(wire_format="avro", default_region="XX"), workers=1)
+    with pytest.raises(DecodeWorkerError, match="lane 0 failed: ValueError: unknown default region"):
+        await asyncio.wait_for(pool.start(), 60)
+    # the lane is still there for a good spec
+    good = DecodePool(SPEC, workers=1)
+    assert len(await asyncio.wait_for(good.submit(0, sample(10)), 60)) == len(sample(10))
+    assert await good.worker_pids() == await pool.worker_pids()
+
+
+def test_frames_are_marshal_for_built_ins_and_pickle_otherwise() -> None:
+    from decimal import Decimal
+
+    from connector.decode_pool import dumps_frame, loads_frame
+
+    plain = (7, True, [("OK", "e", "c", "+14155550123", True, None, "x", None, {"k": "v"}, 3, "", 120)])
+    assert dumps_frame(plain)[:1] == b"M" and loads_frame(dumps_frame(plain)) == plain
+    odd = (8, True, [Decimal("1.5")])
+    assert dumps_frame(odd)[:1] == b"P" and loads_frame(dumps_frame(odd)) == odd

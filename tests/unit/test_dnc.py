@@ -186,3 +186,16 @@ def test_bulk_runs_equal_single_adds_after_compaction() -> None:
 def test_pin_mmap_threshold_reports_glibc() -> None:
     on_glibc = platform.libc_ver()[0] == "glibc"
     assert pin_mmap_threshold(DEFAULT_MMAP_THRESHOLD) is on_glibc
+
+
+@given(
+    listed=st.dictionaries(st.integers(10, 999_999_999_999_999), st.sampled_from(["a", "b", "c"]), max_size=40),
+    asked=st.lists(st.integers(10, 999_999_999_999_999), max_size=40),
+)
+def test_lookup_many_agrees_with_lookup(listed: dict[int, str], asked: list[int]) -> None:
+    table = DncTable()
+    for number, name in listed.items():
+        table.add_int(number, name)
+    numbers = [int_to_e164(n) for n in [*asked, *listed]] + ["garbage", "+"]
+    expected = {e: table.lookup(e) for e in numbers if e[1:].isdigit()}  # "garbage" and "+" are not numbers
+    assert table.lookup_many(numbers) == {e: name for e, name in expected.items() if name is not None}

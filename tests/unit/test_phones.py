@@ -85,16 +85,30 @@ def test_cache_serves_repeats_and_rejections(norm: PhoneNormalizer) -> None:
     assert norm.misses == 3
 
 
-def test_cache_is_bounded_and_evicts_oldest() -> None:
-    norm = PhoneNormalizer("US", cache_size=3)
-    numbers = [f"415555{n:04d}" for n in range(120, 125)]
+def test_cache_is_bounded_and_drops_old_generations() -> None:
+    norm = PhoneNormalizer("US", cache_size=20)
+    numbers = [f"415555{n:04d}" for n in range(100, 140)]
     for raw in numbers:
         norm.normalize(raw)
-    assert norm.cache_len() == 3
-    norm.normalize(numbers[-1])
+        assert norm.cache_len() <= 20
+    assert norm.misses == 40
+    norm.normalize(numbers[-1])  # recent: served from the cache
     assert norm.hits == 1
-    norm.normalize(numbers[0])  # evicted: parsed again
-    assert norm.misses == 6
+    norm.normalize(numbers[0])  # two generations ago: parsed again
+    assert norm.misses == 41
+
+
+def test_a_number_in_use_survives_generation_changes() -> None:
+    norm = PhoneNormalizer("US", cache_size=20)
+    kept, others = "4155550100", [f"415555{n:04d}" for n in range(200, 260)]
+    norm.normalize(kept)
+    norm.normalize(others[0])  # never used again
+    for raw in others[1:]:
+        norm.normalize(raw)
+        norm.normalize(kept)  # a hit every time: moved up to the young generation when old
+    assert norm.misses == len(others) + 1
+    norm.normalize(others[0])
+    assert norm.misses == len(others) + 2  # the unused one was dropped
 
 
 def test_cache_can_be_disabled() -> None:
