@@ -114,6 +114,7 @@ class Retractions(Protocol):
         ...
 
 STAGE_WINDOW = "window"
+_UNSEEN: Any = object()
 #: Consumed lists in flight (fed, not yet windowed) per decode lane.
 _LISTS_PER_LANE = 4
 
@@ -415,17 +416,22 @@ class IngestPipeline:
     def _feed(self, messages: list[Message]) -> _Chunk:
         """Track each record of an assigned partition and send it to its key's lane."""
         assigned = self._assigned
-        track = self.tracker.track
+        track_run = self.tracker.track_run
         lanes = self.decode_pool.lanes
         self.stats.consumed += len(messages)
         self._metrics.events_consumed.inc(len(messages))
         parts = [_Lane() for _ in range(lanes)]
+        # per partition: the offsets to track, or None when it is not assigned
+        runs: dict[tuple[str | None, int | None], list[int] | None] = {}
         for msg in messages:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             tp = (topic, partition)
-            if offset is None or tp not in assigned:
+            run = runs.get(tp, _UNSEEN)
+            if run is _UNSEEN:
+                run = runs[tp] = [] if tp in assigned else None
+            if run is None or offset is None:
                 continue  # revoked while it waited in the hand-off queue
-            track(tp, offset)
+            run.append(offset)
             # By key, not by partition: librdkafka hands over long runs of one partition, which
             # would keep one lane busy and the others idle. A contact's records share a key, so
             # they still meet one worker (and its phone cache), in consume order.
@@ -434,6 +440,9 @@ class IngestPipeline:
             lane.messages.append(msg)
             lane.refs.append(SourceRef(topic, partition, offset))  # type: ignore[arg-type]
             lane.records.append((key, msg.value()))
+        for tp, run in runs.items():
+            if run:
+                track_run(tp, run)  # type: ignore[arg-type]
         submit = self.decode_pool.submit
         used = [(index, lane) for index, lane in enumerate(parts) if lane.messages]
         return _Chunk(self._generation, [lane for _, lane in used],

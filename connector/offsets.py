@@ -105,6 +105,23 @@ class OffsetTracker:
         part.unsettled.add(offset)
         self._unsettled += 1
 
+    def track_run(self, tp: TP, offsets: list[int]) -> None:
+        """:meth:`track` for offsets of one partition in consume order (one consumed list's):
+        the same outcome, in a few C-level steps instead of one call per record."""
+        if not offsets:
+            return
+        part = self._parts.get(tp)
+        if part is None:
+            part = self._parts[tp] = _Partition()
+        if offsets[0] <= part.last_tracked or offsets != sorted(set(offsets)):
+            for offset in offsets:  # a re-delivery after a seek: record by record
+                self.track(tp, offset)
+            return
+        part.order.extend(offsets)
+        part.unsettled.update(offsets)
+        part.last_tracked = offsets[-1]
+        self._unsettled += len(offsets)
+
     def settle(self, ref: SourceRef) -> None:
         """Mark one record settled. Unknown records (revoked, already settled) are ignored."""
         self._settle(ref.topic, ref.partition, ref.offset)

@@ -149,7 +149,7 @@ class PhoneNormalizer:
         # form (one entry for all spellings). Rejections only as written, so an odd spelling
         # can never reject a number that parses.
         canon = _canonical(raw, region_hint, self._default)
-        if canon is not None:
+        if canon is not None and canon != key:  # an E.164 spelling is its own canonical key
             known = self._get(canon)
             if isinstance(known, str):
                 self.hits += 1
@@ -164,7 +164,7 @@ class PhoneNormalizer:
                 # (NSN) and trunk-prefixed (1 NSN, 0 NSN): one parse per number, not per spelling.
                 for alias in self._aliases(result):
                     self._put(alias, result)
-                if canon is not None:
+                if canon is not None and canon != key:
                     self._put(canon, result)
             self._put(key, result)
         return result

@@ -368,6 +368,8 @@ class AvroCodec:
             raise SerdeError("empty: no bytes to decode")
         fmt = self.wire_format
         if fmt == "avro":
+            if self._compiled is not None:
+                return self._read_compiled(self._compiled, data, 0)
             return self._read(data, 0, self._plain, None)
         if fmt == "confluent":
             if data[0] != MAGIC_BYTE:
@@ -377,6 +379,8 @@ class AvroCodec:
             writer, reader = self._writer_for(int.from_bytes(data[1:5], "big"))
             return self._read(data, 5, writer, reader)
         # auto
+        if data[0] != MAGIC_BYTE and self._compiled is not None:  # plain Avro: the hot path, one call
+            return self._read_compiled(self._compiled, data, 0)
         if data[0] == MAGIC_BYTE and len(data) >= 5:
             found = self._lookup(int.from_bytes(data[1:5], "big"))
             if found is not None:

@@ -191,3 +191,22 @@ def test_committable_never_passes_an_unsettled_offset(
         if offsets[tp]:
             final = {**committed, **tracker.committable()}
             assert final[tp] == offsets[tp][-1] + 1
+
+
+@given(
+    lists=st.lists(st.lists(st.integers(0, 60), max_size=12), max_size=6),
+    settle=st.lists(st.integers(0, 60), max_size=30),
+)
+def test_track_run_is_track_record_by_record(lists: list[list[int]], settle: list[int]) -> None:
+    """Runs in consume order, re-deliveries and out-of-order offsets included: the same state."""
+    one, runs = OffsetTracker(1000), OffsetTracker(1000)
+    for offsets in lists:
+        for offset in offsets:
+            one.track(TP0, offset)
+        runs.track_run(TP0, offsets)
+        assert (runs.unsettled, runs.committable()) == (one.unsettled, one.committable())
+    refs = [SourceRef(*TP0, offset) for offset in settle]
+    one.settle_many(refs)
+    runs.settle_many(refs)
+    assert (runs.unsettled, runs.committable()) == (one.unsettled, one.committable())
+    assert runs.partition_unsettled(TP0) == one.partition_unsettled(TP0)
