@@ -262,6 +262,8 @@ def _canonical(raw: str, region_hint: str | None, default: str) -> str | None:
     ``+`` and digits ignore the region; bare digits keep a hint that changes the parse. None for anything else
     (letters, extensions, other symbols): such input is only cached as written.
     """
+    if raw[:1] == "+" and raw.isascii() and raw[1:].isdigit():
+        return raw  # already canonical: the usual E.164 spelling
     text = raw.strip()
     plus = text.startswith("+")
     digits = (text[1:] if plus else text).translate(_PUNCTUATION)
