@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import itertools
 import logging
 import marshal
@@ -78,8 +77,10 @@ class DecodeWorkerError(ConnectorError):
 def auto_workers() -> int:
     """One worker per CPU this process may run on but one, which the event loop's own process
     needs (it is busy too: windowing, the Kafka clients), at most :data:`MAX_AUTO_WORKERS`;
-    so none on a single CPU. On the 2-core bench machine one worker beat two (26,651 against
-    21,031 events/s, docs/benchmarks.md): three busy processes on two cores wait on each other."""
+    so none on a single CPU. On the 2-core bench machine one worker beat two with the old
+    executor-based lanes (26,651 against 21,031 events/s), and the two are within the noise
+    with the pipe lanes (40,500-42,500 against 45,007; docs/benchmarks.md): the parent's GIL
+    is the bound there."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -137,7 +138,10 @@ def _worker_main(requests: Connection, results: Connection) -> None:
             reply: tuple[int, bool, Any] = (rid, True, decode_chunk(DecodeSpec(*fields), records))
         except Exception as exc:  # reported to the parent, which fails the pipeline with it
             reply = (rid, False, f"{type(exc).__name__}: {exc}")
-        results.send_bytes(dumps_frame(reply))
+        try:
+            results.send_bytes(dumps_frame(reply))
+        except OSError:  # the parent is gone
+            return
 
 
 # ---------------------------------------------------------------------------- parent side
@@ -228,7 +232,12 @@ class _Lane:
 
 
 def _widen(conn: Connection) -> None:
-    """Ask for a bigger pipe buffer, up to what the system allows; keep the default otherwise."""
+    """Ask for a bigger pipe buffer, up to what the system allows; keep the default otherwise
+    (and on systems without ``F_SETPIPE_SZ``)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return
     setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
     if setpipe is None:
         return
