@@ -145,9 +145,14 @@ async def test_transaction_markers_do_not_stall_bootstrap(kafka_bootstrap: str, 
     for i in range(6):
         producer.produce(topic, key=f"+1415555{i:04d}".encode(), value=entry("txn"), partition=i % 2)
     producer.commit_transaction(10)
-    producer.begin_transaction()
-    producer.produce(topic, key=b"+14155559999", value=entry("aborted"), partition=0)
-    producer.abort_transaction(10)
+    # The aborted transaction comes from a second producer: aborting right after a commit on
+    # the same one failed now and then on a fresh Kafka 4.1 broker (fatal INVALID_TXN_STATE).
+    aborting = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"t-{uuid.uuid4().hex}"})
+    aborting.init_transactions(10)
+    aborting.begin_transaction()
+    aborting.produce(topic, key=b"+14155559999", value=entry("aborted"), partition=0)
+    aborting.flush(10)  # on the broker, inside the transaction, before the abort
+    aborting.abort_transaction(10)
     # Each partition now ends with a control record: the last data offset + 1 < high watermark.
     source = DncSource(config(kafka_bootstrap), topic)
     await source.start()
