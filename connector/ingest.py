@@ -38,8 +38,9 @@ task checks readiness again before each batch.
 
 Records are tracked when they are fed, so those still in a worker count as unsettled (and
 against ``max_unsettled``), and a list's results are processed strictly in feed order: no
-later record can settle, and be committed, past one still being decoded. On stop, lists
-still in flight are dropped unprocessed; their records stay unsettled and uncommitted.
+later record can settle, and be committed, past one still being decoded. On stop, the lists
+still in flight are windowed (within the shutdown deadline) before the last flush; what is
+left unprocessed stays unsettled and uncommitted.
 
 Rebalances: on revoke, the revoked partitions' buffered records leave the window, their
 batches not yet handed to ``submit`` lose those records, and their tracker state is
@@ -67,11 +68,7 @@ from confluent_kafka import Message
 
 from connector.config import Settings
 from connector.decode_pool import DecodePool
-from connector.decoding import (
-    OK,
-    Decoded,
-    DecodeSpec,
-)
+from connector.decoding import OK, Decoded, DecodeSpec
 from connector.errors import SerdeError
 from connector.kafka.client_config import consumer_config
 from connector.kafka.consumer import ConsumerThread
@@ -217,7 +214,6 @@ class IngestPipeline:
         self._flowing.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._consume_task: asyncio.Task[None] | None = None
-        # Consumed lists in the decode pool, in feed order (bounded: backpressure on the feeder).
         # Consumed lists fed to the decode pool, in feed order; a slot is taken before a list is
         # fetched from the consumer thread, so feeding never waits (nor can a cancelled feeder
         # lose a list it already tracked).
@@ -420,7 +416,7 @@ class IngestPipeline:
         lanes = self.decode_pool.lanes
         self.stats.consumed += len(messages)
         self._metrics.events_consumed.inc(len(messages))
-        parts = [_Lane() for _ in range(lanes)]
+        parts = [_Part() for _ in range(lanes)]
         # per partition: the offsets to track, or None when it is not assigned
         runs: dict[tuple[str | None, int | None], list[int] | None] = {}
         for msg in messages:
@@ -436,17 +432,17 @@ class IngestPipeline:
             # would keep one lane busy and the others idle. A contact's records share a key, so
             # they still meet one worker (and its phone cache), in consume order.
             key = msg.key()
-            lane = parts[hash(key) % lanes] if lanes > 1 and key else parts[0]
-            lane.messages.append(msg)
-            lane.refs.append(SourceRef(topic, partition, offset))  # type: ignore[arg-type]
-            lane.records.append((key, msg.value()))
+            part = parts[hash(key) % lanes] if lanes > 1 and key else parts[0]
+            part.messages.append(msg)
+            part.refs.append(SourceRef(topic, partition, offset))  # type: ignore[arg-type]
+            part.records.append((key, msg.value()))
         for tp, run in runs.items():
             if run:
                 track_run(tp, run)  # type: ignore[arg-type]
         submit = self.decode_pool.submit
-        used = [(index, lane) for index, lane in enumerate(parts) if lane.messages]
-        return _Chunk(self._generation, [lane for _, lane in used],
-                      [submit(index, lane.records) for index, lane in used])
+        used = [(index, part) for index, part in enumerate(parts) if part.messages]
+        return _Chunk(self._generation, [part for _, part in used],
+                      [submit(index, part.records) for index, part in used])
 
     async def _process_loop(self) -> None:
         """Take the decoded lists in feed order and window them (the processor)."""
@@ -468,8 +464,8 @@ class IngestPipeline:
         revoked_in = self._revoked_in
         events: list[ContactEvent] = []
         append = events.append
-        for lane, decoded in zip(chunk.parts, results, strict=True):
-            for msg, ref, out in zip(lane.messages, lane.refs, decoded, strict=True):
+        for part, decoded in zip(chunk.parts, results, strict=True):
+            for msg, ref, out in zip(part.messages, part.refs, decoded, strict=True):
                 if revoked and (ref.tp not in assigned or revoked_in.get(ref.tp, -1) >= chunk.generation):
                     continue  # revoked while it was decoded
                 if out[0] != OK:
@@ -736,7 +732,7 @@ def _decode_spec(settings: Settings) -> DecodeSpec:
                       default_region=settings.phones.default_region, cache_size=settings.phones.cache_size)
 
 
-class _Lane:
+class _Part:
     """The records of one consumed list sent to one decode lane."""
 
     __slots__ = ("messages", "records", "refs")
@@ -752,5 +748,5 @@ class _Chunk:
     """One consumed list in the decode pool, per lane, in feed order."""
 
     generation: int
-    parts: list[_Lane]
+    parts: list[_Part]
     decoded: list[asyncio.Future[list[Decoded]]]

@@ -124,13 +124,13 @@ class OffsetTracker:
 
     def settle(self, ref: SourceRef) -> None:
         """Mark one record settled. Unknown records (revoked, already settled) are ignored."""
-        self._settle(ref.topic, ref.partition, ref.offset)
+        self.settle_many((ref,))
 
     def settle_many(self, refs: Iterable[SourceRef]) -> None:
         """Mark many records settled; see :meth:`settle`."""
         parts = self._parts
         settled = 0
-        for topic, partition, offset in refs:  # _settle inlined: this runs for every record
+        for topic, partition, offset in refs:  # one loop, no call per record: it runs for every record
             part = parts.get((topic, partition))
             if part is None:
                 continue
@@ -144,19 +144,6 @@ class OffsetTracker:
                 while order and order[0] not in unsettled:
                     part.committable = order.popleft() + 1
         self._unsettled -= settled
-
-    def _settle(self, topic: str, partition: int, offset: int) -> None:
-        part = self._parts.get((topic, partition))
-        if part is None or offset not in part.unsettled:
-            return
-        part.unsettled.remove(offset)
-        self._unsettled -= 1
-        order = part.order
-        unsettled = part.unsettled
-        if order[0] != offset:
-            return
-        while order and order[0] not in unsettled:
-            part.committable = order.popleft() + 1
 
     def committable(self) -> dict[TP, int]:
         """Offsets to commit: per partition, the next offset to read after the settled prefix.

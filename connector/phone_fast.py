@@ -29,9 +29,10 @@ _MIN_NSN = 2
 _MAX_NSN = 17
 #: E.164 holds at most 15 digits: "+" and 15.
 _MAX_E164 = 16
-#: The separators this path accepts; all are phonenumbers punctuation, which it drops. Tab is
-#: not (phonenumbers rejects an inner tab), nor are "/", "[", "~" and the like: left to it.
-_SEPARATORS = str.maketrans("", "", " -().")
+#: Deletes the separators a plain spelling may hold; all are phonenumbers punctuation, which
+#: it drops. Tab is not (phonenumbers rejects an inner tab), nor are "/", "[", "~" and the
+#: like: left to it. Also the cache's notion of a digits-only spelling (``connector.phones``).
+SEPARATORS = str.maketrans("", "", " -().")
 #: Calling codes by their digits: "1" -> 1, "44" -> 44.
 _CALLING_CODES = {str(code): code for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
 #: Constructs that would change meaning when a pattern is spliced into a larger one.
@@ -254,7 +255,7 @@ def fast_e164(text: str, region: str) -> str | None:
     if not text or len(text) > _MAX_INPUT:
         return None
     plus = text[0] == "+"
-    digits = (text[1:] if plus else text).translate(_SEPARATORS)
+    digits = (text[1:] if plus else text).translate(SEPARATORS)
     # Fewer than 3 digits may fail parse()'s viability check: left to it.
     if len(digits) < 3 or not digits.isascii() or not digits.isdigit():
         return None

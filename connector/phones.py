@@ -22,7 +22,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from connector.errors import PhoneError
-from connector.phone_fast import fast_e164
+from connector.phone_fast import SEPARATORS, fast_e164
 
 #: Input longer than this is rejected before parsing: no real phone needs it, and it keeps
 #: hostile input from costing a parse.
@@ -32,8 +32,6 @@ MAX_RAW_LENGTH = 64
 E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
 
 _E164 = PhoneNumberFormat.E164
-#: Separators a spelling may hold that phonenumbers ignores (see ``_canonical``).
-_PUNCTUATION = str.maketrans("", "", " -().")
 
 
 def mask_phone(raw: str) -> str:
@@ -149,7 +147,9 @@ class PhoneNormalizer:
         # form (one entry for all spellings). Rejections only as written, so an odd spelling
         # can never reject a number that parses.
         canon = _canonical(raw, region_hint, self._default)
-        if canon is not None and canon != key:  # an E.164 spelling is its own canonical key
+        if canon == key:  # an E.164 spelling is its own canonical key: nothing more to look up
+            canon = None
+        if canon is not None:
             known = self._get(canon)
             if isinstance(known, str):
                 self.hits += 1
@@ -164,7 +164,7 @@ class PhoneNormalizer:
                 # (NSN) and trunk-prefixed (1 NSN, 0 NSN): one parse per number, not per spelling.
                 for alias in self._aliases(result):
                     self._put(alias, result)
-                if canon is not None and canon != key:
+                if canon is not None:
                     self._put(canon, result)
             self._put(key, result)
         return result
@@ -266,7 +266,7 @@ def _canonical(raw: str, region_hint: str | None, default: str) -> str | None:
         return raw  # already canonical: the usual E.164 spelling
     text = raw.strip()
     plus = text.startswith("+")
-    digits = (text[1:] if plus else text).translate(_PUNCTUATION)
+    digits = (text[1:] if plus else text).translate(SEPARATORS)
     if not digits or not digits.isascii() or not digits.isdigit():
         return None
     if plus:

@@ -20,8 +20,7 @@ Rules, per record handed to :meth:`Window.add_many` (in consume order; ``add`` i
    record that went into an empty window (``"age"``, checked by :meth:`Window.poll` and on
    entry to every ``add_many()``), and on :meth:`Window.flush_all` (``"shutdown"``).
 6. At flush every number is checked against the DNC table again (one look-up for the
-   batch); a blocked contact is
-   reported (``DNC``, stage ``FLUSH``) instead of being sent.
+   batch); a blocked contact is reported (``DNC``, stage ``FLUSH``) instead of being sent.
 7. :meth:`Window.revoke` drops every buffered record of the revoked partitions; nothing is
    settled for them (the next owner reads them again). Records of kept partitions that
    were superseded by a dropped record come back in the next output's ``released``: the

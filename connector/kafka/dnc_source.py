@@ -398,7 +398,7 @@ class DncSource:
         """After the bulk load: lay the bitmaps out packed and hand freed heap back
         (:meth:`connector.dnc.DncTable.compact`; under the lock, since the table is briefly
         empty while it is rebuilt)."""
-        compact = getattr(self.table, "compact", None) or getattr(self.table, "optimize", None)
+        compact = getattr(self.table, "compact", None)  # a DncTableLike need not have it
         if compact is not None:
             with self.lock:
                 compact()

@@ -172,10 +172,8 @@ class AsyncProducer:
                 (latched), or the record cannot be queued (too large, unknown topic, queue
                 full: ``retriable`` says which).
         """
-        if self._producer is None or self._loop is None or self._idle is None or self._closed:
-            raise ProduceError("producer is not started or already closed", retriable=False)
-        self._raise_latched()
-        fut: asyncio.Future[None] = self._loop.create_future()
+        loop = self._check_open()
+        fut: asyncio.Future[None] = loop.create_future()
         results = self._results
 
         def on_delivery(err: Any, _msg: Any) -> None:
@@ -183,16 +181,7 @@ class AsyncProducer:
             if err is not None:
                 self._count_error(topic)
 
-        try:
-            self._producer.produce(topic, value=value, key=key, headers=list(headers) if headers else None,
-                                   on_delivery=on_delivery)
-        except BufferError:
-            raise ProduceError("local producer queue is full", retriable=True, code="_QUEUE_FULL") from None
-        except KafkaException as exc:
-            self._count_error(topic)
-            raise from_kafka_error(ProduceError, exc.args[0], f"cannot produce to {topic}") from None
-        self._in_flight += 1
-        self._idle.clear()
+        self._produce_one(topic, value, key, headers, on_delivery)
         return fut
 
     def produce_many_nowait(self, records: Iterable[Record]) -> asyncio.Future[None]:
@@ -206,28 +195,46 @@ class AsyncProducer:
             ProduceError: as :meth:`produce_nowait`; records queued before the failing one
                 stay queued.
         """
-        if self._producer is None or self._loop is None or self._idle is None or self._closed:
-            raise ProduceError("producer is not started or already closed", retriable=False)
-        self._raise_latched()
-        group = _Group(self._loop.create_future(), self._results, self._count_error)
-        produce = self._producer.produce
+        group = _Group(self._check_open().create_future(), self._results, self._count_error)
         on_delivery = group.on_delivery
         try:
             for topic, value, key in records:
-                try:
-                    produce(topic, value=value, key=key, on_delivery=on_delivery)
-                except BufferError:
-                    raise ProduceError("local producer queue is full", retriable=True,
-                                       code="_QUEUE_FULL") from None
-                except KafkaException as exc:
-                    self._count_error(topic)
-                    raise from_kafka_error(ProduceError, exc.args[0], f"cannot produce to {topic}") from None
+                self._produce_one(topic, value, key, None, on_delivery)
                 group.pending += 1
-                self._in_flight += 1
-                self._idle.clear()
         finally:
             group.seal()
         return group.future
+
+    def _check_open(self) -> asyncio.AbstractEventLoop:
+        """The loop to resolve futures on, once the producer is usable.
+
+        Raises:
+            ProduceError: not started or closed, or a previous delivery failed (latched).
+        """
+        if self._producer is None or self._loop is None or self._idle is None or self._closed:
+            raise ProduceError("producer is not started or already closed", retriable=False)
+        self._raise_latched()
+        return self._loop
+
+    def _produce_one(self, topic: str, value: bytes | None, key: bytes | None,
+                     headers: Headers | None, on_delivery: Callable[[Any, Any], None]) -> None:
+        """Hand one record to librdkafka and count it in flight.
+
+        Raises:
+            ProduceError: the record cannot be queued (too large, unknown topic, queue full:
+                ``retriable`` says which).
+        """
+        assert self._producer is not None and self._idle is not None  # noqa: S101 - _check_open ran
+        try:
+            self._producer.produce(topic, value=value, key=key, headers=list(headers) if headers else None,
+                                   on_delivery=on_delivery)
+        except BufferError:
+            raise ProduceError("local producer queue is full", retriable=True, code="_QUEUE_FULL") from None
+        except KafkaException as exc:
+            self._count_error(topic)
+            raise from_kafka_error(ProduceError, exc.args[0], f"cannot produce to {topic}") from None
+        self._in_flight += 1
+        self._idle.clear()
 
     async def produce(
         self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None

@@ -50,11 +50,17 @@ async def test_produce_resolves_on_ack_and_keeps_headers(kafka_bootstrap: str, t
     assert [v for _, v, _ in records] == [f"v{i}".encode() for i in range(1, 12)]
 
 
-async def test_delivery_error_is_raised_and_latched(kafka_bootstrap: str, topic_factory) -> None:
-    # The broker refuses records above the topic's max.message.bytes: a delivery failure.
-    topic = topic_factory("small", config={"max.message.bytes": "1024"})
+def refused_over_1k(kafka_bootstrap: str, topic_factory, role: str) -> tuple[str, AsyncProducer]:
+    """A topic whose broker refuses records above 1 KiB (a delivery failure), and a producer
+    that sends them uncompressed at once."""
+    topic = topic_factory(role, config={"max.message.bytes": "1024"})
     producer = AsyncProducer({"bootstrap.servers": kafka_bootstrap, "compression.type": "none",
                               "linger.ms": "0"})
+    return topic, producer
+
+
+async def test_delivery_error_is_raised_and_latched(kafka_bootstrap: str, topic_factory) -> None:
+    topic, producer = refused_over_1k(kafka_bootstrap, topic_factory, "small")
     await producer.start()
     try:
         async with asyncio.timeout(15):
@@ -126,9 +132,7 @@ async def test_a_group_resolves_once_every_record_is_acknowledged(kafka_bootstra
 
 
 async def test_a_group_fails_when_one_record_fails(kafka_bootstrap: str, topic_factory) -> None:
-    topic = topic_factory("groupsmall", config={"max.message.bytes": "1024"})
-    producer = AsyncProducer({"bootstrap.servers": kafka_bootstrap, "compression.type": "none",
-                              "linger.ms": "0"})
+    topic, producer = refused_over_1k(kafka_bootstrap, topic_factory, "groupsmall")
     await producer.start()
     try:
         async with asyncio.timeout(15):
