@@ -162,8 +162,8 @@ class _Lane:
         ctx = multiprocessing.get_context("spawn")
         req_read, self._requests = ctx.Pipe(duplex=False)
         self._results, res_write = ctx.Pipe(duplex=False)
-        _widen(self._requests)
-        _widen(self._results)
+        widen_pipe(self._requests)
+        widen_pipe(self._results)
         self.process = ctx.Process(target=_worker_main, args=(req_read, res_write), daemon=True,
                                    name=f"decode-lane-{index}")
         self.process.start()
@@ -231,23 +231,28 @@ class _Lane:
         self._results.close()
 
 
-def _widen(conn: Connection) -> None:
-    """Ask for a bigger pipe buffer, up to what the system allows; keep the default otherwise
-    (and on systems without ``F_SETPIPE_SZ``)."""
+def widen_pipe(conn: Connection, nbytes: int = _PIPE_BYTES) -> int:
+    """Ask for a pipe buffer of ``nbytes``, or what the system allows below that.
+
+    Returns:
+        The pipe's buffer size afterwards, or 0 where the system cannot tell (no
+        ``F_GETPIPE_SZ``: not Linux); the default size is kept when asking fails.
+    """
     try:
         import fcntl
     except ImportError:  # not POSIX
-        return
-    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if setpipe is None:
-        return
+        return 0
+    setpipe, getpipe = getattr(fcntl, "F_SETPIPE_SZ", None), getattr(fcntl, "F_GETPIPE_SZ", None)
+    if setpipe is None or getpipe is None:
+        return 0
     try:
         with open("/proc/sys/fs/pipe-max-size") as f:
             limit = int(f.read())
     except (OSError, ValueError):
-        limit = _PIPE_BYTES
+        limit = nbytes
     with contextlib.suppress(OSError):
-        fcntl.fcntl(conn.fileno(), setpipe, min(_PIPE_BYTES, limit))
+        fcntl.fcntl(conn.fileno(), setpipe, min(nbytes, limit))
+    return int(fcntl.fcntl(conn.fileno(), getpipe))
 
 
 def _resolve_from_thread(pending: _Pending, outcome: list[Decoded] | BaseException) -> None:

@@ -132,3 +132,21 @@ def test_frames_are_marshal_for_built_ins_and_pickle_otherwise() -> None:
     assert dumps_frame(plain)[:1] == b"M" and loads_frame(dumps_frame(plain)) == plain
     odd = (8, True, [Decimal("1.5")])
     assert dumps_frame(odd)[:1] == b"P" and loads_frame(dumps_frame(odd)) == odd
+
+
+def test_lane_pipes_get_a_buffer_a_whole_result_fits_in() -> None:
+    import multiprocessing
+
+    from connector.decode_pool import widen_pipe
+
+    read, write = multiprocessing.Pipe(duplex=False)
+    try:
+        size = widen_pipe(write)
+        if size == 0:
+            pytest.skip("the system cannot size pipes")
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            allowed = int(f.read())
+        assert size >= min(1 << 20, allowed)  # the default is 64 KiB
+    finally:
+        read.close()
+        write.close()
