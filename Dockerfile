@@ -4,8 +4,11 @@
 #   docker run --rm cxone-connector --help
 
 FROM python:3.11-slim AS build
+# a C compiler for the Avro reader's extension (connector/_avro_flat.pyx); only this stage has it
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY connector ./connector
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

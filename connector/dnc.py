@@ -197,9 +197,21 @@ class DncTable:
         lists = [(name, parts) for name, parts in self._lists.items() if parts]
         if not lists:
             return found
+        if len(lists) == 1:  # the usual case: one list, no inner loop
+            name, parts = lists[0]
+            get = parts.get
+            for e164 in numbers:
+                try:
+                    number = int(e164)  # "+" reads as the sign: no slice
+                except ValueError:
+                    continue
+                part = get(number >> _LOW_BITS)
+                if part is not None and (number & _LOW_MASK) in part:
+                    found[e164] = name
+            return found
         for e164 in numbers:
             try:
-                number = int(e164[1:])
+                number = int(e164)
             except ValueError:
                 continue
             high, low = number >> _LOW_BITS, number & _LOW_MASK

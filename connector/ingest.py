@@ -78,7 +78,7 @@ from connector.kafka.dnc_source import DncSource
 from connector.kafka.exceptions import KafkaError
 from connector.kafka.producer import AsyncProducer, Record
 from connector.metrics import DLQ_STAGES, INVALID_REASONS, Metrics
-from connector.models import TP, Batch, ContactEvent, SourceRef, batch_id_for
+from connector.models import TP, Batch, ContactEvent, SourceRef
 from connector.offsets import OffsetTracker
 from connector.serde import AvroCodec
 from connector.windowing import (
@@ -382,8 +382,7 @@ class IngestPipeline:
             if len(covered) == len(batch.covered):
                 kept.append(batch)
             elif contacts:
-                kept.append(Batch(batch_id_for(covered), contacts, covered, batch.flush_reason,
-                                  batch.created_at, batch.attempt))
+                kept.append(Batch.of(contacts, covered, batch.flush_reason, batch.created_at, batch.attempt))
             elif covered:
                 self.tracker.settle_many(covered)  # only superseded records of kept partitions
         self._queue = kept
@@ -648,7 +647,7 @@ class IngestPipeline:
     async def settle_batch(self, batch: Batch) -> None:
         """The batch's job COMPLETED and its job event was acknowledged: settle every covered
         record (records of partitions revoked meanwhile are ignored)."""
-        self.tracker.settle_many(batch.covered)
+        self.tracker.settle_offsets(batch.covered_offsets())
         self._backpressure()
 
     async def dead_letter_batch(self, batch: Batch, *, stage: str, error_class: str, message: str) -> None:
@@ -669,7 +668,7 @@ class IngestPipeline:
                 offset=contact.source.offset, stage=stage, error_class=error_class, message=message,
             ))
         await asyncio.gather(*futures)
-        self.tracker.settle_many(batch.covered)
+        self.tracker.settle_offsets(batch.covered_offsets())
         self._backpressure()
 
     # ------------------------------------------------------------- ticker, commits

@@ -31,7 +31,7 @@ and a set of the unsettled ones; settling pops settled offsets off the deque's h
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from connector.models import TP, SourceRef
 
@@ -143,6 +143,26 @@ class OffsetTracker:
             if order[0] == offset:
                 while order and order[0] not in unsettled:
                     part.committable = order.popleft() + 1
+        self._unsettled -= settled
+
+    def settle_offsets(self, offsets: Mapping[TP, Iterable[int]]) -> None:
+        """:meth:`settle_many` for offsets grouped per partition (a batch's
+        :meth:`connector.models.Batch.covered_offsets`): one set operation per partition."""
+        parts = self._parts
+        settled = 0
+        for tp, settling in offsets.items():
+            part = parts.get(tp)
+            if part is None:
+                continue
+            unsettled = part.unsettled
+            before = len(unsettled)
+            unsettled.difference_update(settling)
+            if len(unsettled) == before:
+                continue
+            settled += before - len(unsettled)
+            order = part.order
+            while order and order[0] not in unsettled:
+                part.committable = order.popleft() + 1
         self._unsettled -= settled
 
     def committable(self) -> dict[TP, int]:

@@ -38,7 +38,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from connector.models import TP, Batch, ContactEvent, SourceRef, batch_id_for
+from connector.models import TP, Batch, ContactEvent, SourceRef
 
 REASON_DNC = "DNC"
 REASON_OPTED_OUT = "OPTED_OUT"
@@ -438,7 +438,7 @@ class Window:
                 covered.extend(entry.superseded)
             covered.append(event.source)
         if contacts:
-            out.batches.append(Batch(batch_id_for(covered), contacts, covered, reason, now))
+            out.batches.append(Batch.of(contacts, covered, reason, now))
 
     def _finish(self, out: _Collector | None) -> WindowOutput:
         released = self._released

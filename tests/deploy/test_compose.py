@@ -118,5 +118,8 @@ def test_dockerfile() -> None:
     assert "CXONE_CONNECTOR_SCHEMA_DIR=/opt/cxone/schemas" in text
     assert "COPY schemas /opt/cxone/schemas" in text
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for needed in ("connector", "schemas", "pyproject.toml", "README.md"):
+    for needed in ("connector", "schemas", "pyproject.toml", "setup.py", "README.md"):
         assert needed not in ignored
+    # the build stage compiles the Avro reader's C extension: every file it needs is copied
+    build = text.split("\nFROM ")[1]
+    assert "gcc" in build and "COPY pyproject.toml setup.py" in build

@@ -1,8 +1,10 @@
-"""The compiled Avro reader against fastavro: same records, never more lenient."""
+"""The compiled Avro readers (C and generated Python) against fastavro: same records, never
+more lenient; and the C one is there (built by ``pip install``)."""
 
 from __future__ import annotations
 
 import io
+import os
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.avro_reader import compile_reader, read_long
+from connector.avro_reader import NATIVE, compile_reader, flat_program, read_long
 from connector.serde import plain_schema
 
 CONTACT = plain_schema("ContactOptInChanged")
@@ -50,6 +52,13 @@ contact_records = st.fixed_dictionaries({
 })
 
 
+#: Both readers: the C one (skipped where it was not built) and the generated Python one.
+both = pytest.mark.parametrize("native", [
+    pytest.param(True, id="c", marks=pytest.mark.skipif(not NATIVE, reason="C reader not built")),
+    pytest.param(False, id="python"),
+])
+
+
 def encode(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     schemaless_writer(buf, schema, record)
@@ -61,33 +70,37 @@ def fastavro_read(schema: dict[str, Any], data: bytes) -> tuple[Any, int]:
     return schemaless_reader(buf, schema, None), buf.tell()
 
 
-def compiled_and_fastavro_reads(schema: dict[str, Any], record: dict[str, Any]) -> tuple[Any, Any, int]:
+def compiled_and_fastavro_reads(schema: dict[str, Any], record: dict[str, Any],
+                                native: bool) -> tuple[Any, Any, int]:
     """``record`` written by fastavro, then read by the compiled reader and by fastavro."""
-    reader = compile_reader(schema)
+    reader = compile_reader(schema, native=native)
     assert reader is not None
     data = encode(schema, record)
     return reader(data, 0), fastavro_read(schema, data), len(data)
 
 
+@both
 @settings(max_examples=300, deadline=None)
 @given(record=all_types_records)
-def test_every_supported_type_reads_as_fastavro_reads_it(record: dict[str, Any]) -> None:
-    compiled, expected, size = compiled_and_fastavro_reads(ALL_TYPES, record)
+def test_every_supported_type_reads_as_fastavro_reads_it(native: bool, record: dict[str, Any]) -> None:
+    compiled, expected, size = compiled_and_fastavro_reads(ALL_TYPES, record, native)
     assert compiled == expected == (record, size)
 
 
+@both
 @settings(max_examples=300, deadline=None)
 @given(record=contact_records)
-def test_crm_records_read_as_fastavro_reads_them(record: dict[str, Any]) -> None:
-    compiled, expected, _ = compiled_and_fastavro_reads(CONTACT, record)
+def test_crm_records_read_as_fastavro_reads_them(native: bool, record: dict[str, Any]) -> None:
+    compiled, expected, _ = compiled_and_fastavro_reads(CONTACT, record, native)
     assert compiled == expected
 
 
+@both
 @settings(max_examples=1000, deadline=None)
 @given(record=contact_records, cut=st.integers(0, 200), flips=st.lists(st.tuples(st.integers(0, 199),
                                                                             st.integers(0, 255)), max_size=3),
        tail=st.binary(max_size=3))
-def test_never_more_lenient_than_fastavro(record: dict[str, Any], cut: int, flips: list[tuple[int, int]],
+def test_never_more_lenient_than_fastavro(native: bool, record: dict[str, Any], cut: int, flips: list[tuple[int, int]],
                                           tail: bytes) -> None:
     """Mangled bytes: whatever the compiled reader accepts, fastavro reads the same way."""
     data = bytearray(encode(CONTACT, record))
@@ -95,7 +108,7 @@ def test_never_more_lenient_than_fastavro(record: dict[str, Any], cut: int, flip
         if index < len(data):
             data[index] = value
     mangled = bytes(data[: max(0, len(data) - cut % (len(data) + 1))]) + tail
-    reader = compile_reader(CONTACT)
+    reader = compile_reader(CONTACT, native=native)
     assert reader is not None
     try:
         ours = reader(mangled, 0)
@@ -104,10 +117,11 @@ def test_never_more_lenient_than_fastavro(record: dict[str, Any], cut: int, flip
     assert fastavro_read(CONTACT, mangled) == ours
 
 
+@both
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=120))
-def test_arbitrary_bytes_raise_only_the_documented_errors(data: bytes) -> None:
-    reader = compile_reader(CONTACT)
+def test_arbitrary_bytes_raise_only_the_documented_errors(native: bool, data: bytes) -> None:
+    reader = compile_reader(CONTACT, native=native)
     assert reader is not None
     try:
         record, end = reader(data, 0)
@@ -116,8 +130,9 @@ def test_arbitrary_bytes_raise_only_the_documented_errors(data: bytes) -> None:
     assert 0 < end <= len(data) and set(record) == {f["name"] for f in CONTACT["fields"]}
 
 
-def test_truncation_and_malformed_input() -> None:
-    reader = compile_reader(CONTACT)
+@both
+def test_truncation_and_malformed_input(native: bool) -> None:
+    reader = compile_reader(CONTACT, native=native)
     assert reader is not None
     good = encode(CONTACT, {"event_id": "e", "contact_id": "c", "phone": "+1", "region_hint": None,
                             "first_name": None, "last_name": None, "email": None, "opted_in": True,
@@ -148,3 +163,73 @@ def test_what_it_does_not_compile_is_left_to_fastavro() -> None:
         assert compile_reader(parse_schema(schema)) is None
     assert compile_reader("string") is None
     assert compile_reader(plain_schema("DncEntry")) is not None
+
+
+def test_the_c_reader_was_built() -> None:
+    """``pip install`` compiles it where a C compiler is found, as on every machine this
+    project is tested on; a silent fallback to Python would only show as a slower benchmark."""
+    if os.environ.get("CXONE_ALLOW_PURE_PYTHON") == "1":
+        pytest.skip("CXONE_ALLOW_PURE_PYTHON=1")
+    assert NATIVE
+    assert type(compile_reader(CONTACT)).__name__ == "FlatReader"
+
+
+def test_the_program_names_each_field_its_kind_union_and_container() -> None:
+    assert flat_program(ALL_TYPES) == [
+        ("b", 1, -1, 0), ("i", 2, -1, 0), ("l", 2, -1, 0), ("s", 3, -1, 0), ("y", 4, -1, 0), ("n", 0, -1, 0),
+        ("u1", 3, 0, 0), ("u2", 2, 1, 0), ("m", 2, -1, 1), ("a", 3, -1, 2), ("weird key 'quoted'", 1, -1, 0),
+    ]
+
+
+@pytest.mark.skipif(not NATIVE, reason="C reader not built")
+def test_the_c_reader_refuses_a_bad_program() -> None:
+    from connector._avro_flat import FlatReader
+
+    for step in (("x", 9, -1, 0), ("x", 3, 2, 0), ("x", 3, -1, 7)):
+        with pytest.raises(ValueError, match="bad program step 0"):
+            FlatReader([step], read_long)
+    with pytest.raises(ValueError, match="more than 64 fields"):
+        FlatReader([("x", 3, -1, 0)] * 65, read_long)
+
+
+def outcome(reader: Any, data: bytes) -> Any:
+    try:
+        return reader(data, 0)
+    except (EOFError, UnicodeDecodeError, ValueError) as exc:
+        return type(exc)
+
+
+varint_bytes = st.lists(st.integers(0x80, 0xFF), min_size=8, max_size=11).map(bytes)
+
+
+@pytest.mark.skipif(not NATIVE, reason="C reader not built")
+@settings(max_examples=1500, deadline=None)
+@given(record=all_types_records, cut=st.integers(0, 400), flips=st.lists(st.tuples(st.integers(0, 399),
+                                                                         st.integers(0, 255)), max_size=4),
+       inserts=st.lists(st.tuples(st.integers(0, 399), varint_bytes), max_size=2), tail=st.binary(max_size=12))
+def test_the_c_and_python_readers_agree_on_any_bytes(record: dict[str, Any], cut: int,
+                                                     flips: list[tuple[int, int]],
+                                                     inserts: list[tuple[int, bytes]], tail: bytes) -> None:
+    """Same record or same error class, for mangled records with long varints spliced in."""
+    data = bytearray(encode(ALL_TYPES, record))
+    for index, value in flips:
+        if index < len(data):
+            data[index] = value
+    for index, varint in inserts:
+        data[index:index] = varint
+    mangled = bytes(data[: max(0, len(data) - cut % (len(data) + 1))]) + tail
+    for schema in (ALL_TYPES, CONTACT):
+        c_reader, py_reader = compile_reader(schema, native=True), compile_reader(schema, native=False)
+        assert outcome(c_reader, mangled) == outcome(py_reader, mangled)
+
+
+@pytest.mark.skipif(not NATIVE, reason="C reader not built")
+def test_the_c_reader_reads_ten_byte_varints_as_python_does() -> None:
+    schema = parse_schema({"type": "record", "name": "L", "fields": [{"name": "l", "type": "long"},
+                                                                     {"name": "s", "type": "string"}]})
+    c_reader, py_reader = compile_reader(schema, native=True), compile_reader(schema, native=False)
+    for varint in (b"\xff" * 9 + b"\x01", b"\xfe" * 9 + b"\x01", b"\xff" * 9 + b"\x7f", b"\x80" * 9 + b"\x00",
+                   b"\xff" * 10 + b"\x01", b"\xff" * 9):
+        data = varint + b"\x02a"
+        assert outcome(c_reader, data) == outcome(py_reader, data)
+    assert c_reader(b"\xff" * 9 + b"\x01" + b"\x02a", 0) == ({"l": -(2**63), "s": "a"}, 12)

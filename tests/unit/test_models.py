@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.models import Batch, ContactEvent, SourceRef, batch_id_for, source_ranges
+from connector.models import Batch, ContactEvent, SourceRef, batch_id_for, offsets_by_partition, source_ranges
 
 
 def _event(offset: int, contact: str = "c1") -> ContactEvent:
@@ -73,3 +73,15 @@ def test_source_ref_is_frozen_and_hashable() -> None:
     ref = SourceRef("t", 2, 3)
     assert ref.tp == ("t", 2)
     assert {ref, SourceRef("t", 2, 3)} == {ref}
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 3), st.integers(0, 50)), max_size=40))
+def test_batch_of_derives_id_and_offsets_from_covered(items: list[tuple[str, int, int]]) -> None:
+    refs = [SourceRef(*item) for item in items]
+    batch = Batch.of([], refs, "size", 1.0)
+    assert batch.batch_id == batch_id_for(refs)
+    assert batch.covered_offsets() == offsets_by_partition(refs) == {
+        (t, p): sorted({o for t2, p2, o in items if (t2, p2) == (t, p)}) for t, p, _ in items}
+    assert batch.source_ranges() == source_ranges(refs)
+    plain = Batch(batch.batch_id, [], refs, "size", 1.0)  # offsets computed on first use
+    assert plain.offsets is None and plain.covered_offsets() == batch.covered_offsets()

@@ -210,3 +210,27 @@ def test_track_run_is_track_record_by_record(lists: list[list[int]], settle: lis
     runs.settle_many(refs)
     assert (runs.unsettled, runs.committable()) == (one.unsettled, one.committable())
     assert runs.partition_unsettled(TP0) == one.partition_unsettled(TP0)
+
+
+@given(
+    tracked=st.lists(st.tuples(st.sampled_from([TP0, TP1, ("other", 0)]), st.integers(0, 40)), max_size=60),
+    rounds=st.lists(st.lists(st.tuples(st.sampled_from([TP0, TP1, ("gone", 3)]), st.integers(0, 45)),
+                             max_size=25), max_size=4),
+)
+def test_settle_offsets_is_settle_many_grouped_by_partition(
+    tracked: list[tuple[tuple[str, int], int]], rounds: list[list[tuple[tuple[str, int], int]]],
+) -> None:
+    """Unknown partitions, untracked, repeated and already settled offsets included: the same state."""
+    from connector.models import offsets_by_partition
+
+    one, grouped = OffsetTracker(1000), OffsetTracker(1000)
+    for tp, offset in tracked:
+        one.track(tp, offset)
+        grouped.track(tp, offset)
+    for settling in rounds:
+        refs = [SourceRef(*tp, offset) for tp, offset in settling]
+        one.settle_many(refs)
+        grouped.settle_offsets(offsets_by_partition(refs))
+        assert (grouped.unsettled, grouped.committable()) == (one.unsettled, one.committable())
+        for tp in (TP0, TP1, ("other", 0)):
+            assert grouped.partition_unsettled(tp) == one.partition_unsettled(tp)

@@ -1,0 +1,7 @@
+from collections.abc import Callable, Iterable
+from typing import Any
+
+class FlatReader:
+    def __init__(self, program: Iterable[tuple[str, int, int, int]],
+                 read_long: Callable[[bytes, int], tuple[int, int]]) -> None: ...
+    def __call__(self, data: bytes, pos: int) -> tuple[dict[str, Any], int]: ...
