@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from connector.errors import ConnectorError, PhoneError, SerdeError
 from connector.kafka.dlq import error_class_name
+from connector.models import pack_details
 from connector.phones import PhoneNormalizer
 from connector.serde import AvroCodec
 from connector.windowing import item_payload_bytes
@@ -114,8 +115,9 @@ class DecodeSpec:
 
 
 #: What :meth:`Decoder.decode_many` returns per record. Success:
-#: ``(OK, event_id, contact_id, phone_e164, opted_in, first_name, last_name, email,
-#: custom_fields, changed_at_ms, source_system, payload_bytes)``; failure:
+#: ``(OK, contact_id, phone_e164, opted_in, payload_bytes, details)``, the arguments of
+#: :class:`connector.models.ContactEvent` after its source fields (``details`` packs the rest,
+#: :func:`connector.models.pack_details`); failure:
 #: ``(stage, error_class, message, reason)`` with ``reason`` the metric label
 #: (the stage, or the phone rejection reason).
 Decoded = tuple[Any, ...]
@@ -172,9 +174,10 @@ class Decoder:
                 continue
             first, last, email, fields = record["first_name"], record["last_name"], record["email"], \
                 record["custom_fields"]
-            append((OK, record["event_id"], record["contact_id"], phone, bool(record["opted_in"]), first, last,
-                    email, fields, int(record["changed_at"]), record["source"] or "",
-                    item_payload_bytes(phone, first, last, email, fields)))
+            append((OK, record["contact_id"], phone, bool(record["opted_in"]),
+                    item_payload_bytes(phone, first, last, email, fields),
+                    pack_details(record["event_id"], first, last, email, fields, int(record["changed_at"]),
+                                 record["source"] or "")))
         return out
 
 

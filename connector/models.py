@@ -7,9 +7,10 @@ are a contract; add to them, never rename.
 from __future__ import annotations
 
 import hashlib
+import marshal
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 #: ``(topic, partition)``.
 TP = tuple[str, int]
@@ -32,31 +33,120 @@ class SourceRef(NamedTuple):
         return (self.topic, self.partition)
 
 
-@dataclass(slots=True)
+#: The fields of a contact event that only a CXone request body and the audit trail read, in
+#: the order :func:`pack_details` packs them into :attr:`ContactEvent.details`.
+DETAIL_FIELDS = ("event_id", "first_name", "last_name", "email", "custom_fields", "changed_at_ms", "source_system")
+
+
+def pack_details(event_id: str, first_name: str | None, last_name: str | None, email: str | None,
+                 custom_fields: dict[str, str], changed_at_ms: int, source_system: str) -> bytes:
+    """The :data:`DETAIL_FIELDS` of one contact event as one ``bytes`` (marshal)."""
+    return marshal.dumps((event_id, first_name, last_name, email, custom_fields, changed_at_ms, source_system))
+
+
 class ContactEvent:
     """One decoded, normalised CRM record.
 
-    ``raw`` and ``headers`` are the original value bytes and headers, kept so the record can
-    be dead-lettered byte for byte. ``item_bytes``, when set, is what the contact adds to a
-    bulk-insert body (``connector.windowing.item_cost``), computed where it was decoded.
+    What the window and the commit tracker read for every record are plain attributes:
+    ``source``, ``key``, ``raw`` and ``headers`` (the original record, kept so it can be
+    dead-lettered byte for byte), ``produced_at_ms``, ``contact_id``, ``phone_e164``,
+    ``opted_in`` and ``item_bytes`` (what the contact adds to a bulk-insert body,
+    ``connector.windowing.item_cost``, computed where it was decoded).
+
+    The :data:`DETAIL_FIELDS` are read only when the contact goes into a CXone request or the
+    audit trail. They travel packed in ``details`` (one ``bytes``, as the decoder packed them)
+    and are unpacked on first access. A record waiting in the window is then a dozen Python
+    objects fewer: allocating and freeing them was most of the coordinator's cost per record
+    (``docs/benchmarks.md``, session 4).
+
+    ``ContactEvent(...)`` is the decoder's form (the details packed); :meth:`of` takes every
+    field by name.
     """
 
-    source: SourceRef
-    key: bytes | None
-    raw: bytes
-    headers: list[tuple[str, bytes]]
-    produced_at_ms: int
-    event_id: str
-    contact_id: str
-    phone_e164: str
-    opted_in: bool
-    first_name: str | None
-    last_name: str | None
-    email: str | None
-    custom_fields: dict[str, str]
-    changed_at_ms: int
-    source_system: str
-    item_bytes: int | None = None
+    __slots__ = ("_unpacked", "contact_id", "details", "headers", "item_bytes", "key", "opted_in",
+                 "phone_e164", "produced_at_ms", "raw", "source")
+
+    def __init__(self, source: SourceRef, key: bytes | None, raw: bytes, headers: list[tuple[str, bytes]],
+                 produced_at_ms: int, contact_id: str, phone_e164: str, opted_in: bool, item_bytes: int | None,
+                 details: bytes) -> None:
+        self.source = source
+        self.key = key
+        self.raw = raw
+        self.headers = headers
+        self.produced_at_ms = produced_at_ms
+        self.contact_id = contact_id
+        self.phone_e164 = phone_e164
+        self.opted_in = opted_in
+        self.item_bytes = item_bytes
+        self.details = details
+        self._unpacked: tuple[Any, ...] | None = None
+
+    @classmethod
+    def of(cls, source: SourceRef, key: bytes | None, raw: bytes, headers: list[tuple[str, bytes]],
+           produced_at_ms: int, event_id: str, contact_id: str, phone_e164: str, opted_in: bool,
+           first_name: str | None, last_name: str | None, email: str | None, custom_fields: dict[str, str],
+           changed_at_ms: int, source_system: str, item_bytes: int | None = None) -> ContactEvent:
+        """An event from every field (the details packed here)."""
+        return cls(source, key, raw, headers, produced_at_ms, contact_id, phone_e164, opted_in, item_bytes,
+                   pack_details(event_id, first_name, last_name, email, custom_fields, changed_at_ms,
+                                source_system))
+
+    def _detail(self, index: int) -> Any:
+        unpacked = self._unpacked
+        if unpacked is None:
+            unpacked = self._unpacked = marshal.loads(self.details)  # noqa: S302 - packed by pack_details
+        return unpacked[index]
+
+    @property
+    def event_id(self) -> str:
+        """The CRM event id."""
+        return self._detail(0)  # type: ignore[no-any-return]
+
+    @property
+    def first_name(self) -> str | None:
+        """The contact's first name."""
+        return self._detail(1)  # type: ignore[no-any-return]
+
+    @property
+    def last_name(self) -> str | None:
+        """The contact's last name."""
+        return self._detail(2)  # type: ignore[no-any-return]
+
+    @property
+    def email(self) -> str | None:
+        """The contact's e-mail address."""
+        return self._detail(3)  # type: ignore[no-any-return]
+
+    @property
+    def custom_fields(self) -> dict[str, str]:
+        """The CRM's custom fields (a copy: the event is not changed through it)."""
+        return dict(self._detail(4))
+
+    @property
+    def changed_at_ms(self) -> int:
+        """When the CRM changed the opt-in, epoch milliseconds."""
+        return self._detail(5)  # type: ignore[no-any-return]
+
+    @property
+    def source_system(self) -> str:
+        """The CRM that sent the event."""
+        return self._detail(6)  # type: ignore[no-any-return]
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.source, self.key, self.raw, self.headers, self.produced_at_ms, self.contact_id,
+                self.phone_e164, self.opted_in, self.item_bytes, *(self._detail(i) for i in range(len(DETAIL_FIELDS))))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ContactEvent):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        # no phone number, name or e-mail: a repr can end up in a log line
+        return (f"ContactEvent(source={self.source!r}, contact_id={self.contact_id!r}, "
+                f"opted_in={self.opted_in!r}, item_bytes={self.item_bytes!r})")
 
 
 def offsets_by_partition(refs: Iterable[SourceRef]) -> dict[TP, list[int]]:

@@ -38,8 +38,8 @@ def consume_n(bootstrap: str, topic: str, n: int, timeout: float = 30.0, *, catc
 def simple_batch(first: int, count: int) -> Batch:
     """A batch of ``count`` minimal contacts ``c<first>..``, numbers ``+1415555<i>``."""
     contacts = [
-        ContactEvent(SourceRef("crm", 0, i), None, b"", [], 0, f"e{i}", f"c{i}", f"+1415555{i:04d}", True,
-                     "Ann", None, None, {}, 1_700_000_000_000, "crm")
+        ContactEvent.of(SourceRef("crm", 0, i), None, b"", [], 0, f"e{i}", f"c{i}", f"+1415555{i:04d}", True,
+                        "Ann", None, None, {}, 1_700_000_000_000, "crm")
         for i in range(first, first + count)
     ]
     covered = [c.source for c in contacts]

@@ -41,7 +41,7 @@ HOOK_SECRET = "hook-secret"
 
 
 def contact(i: int, topic: str = "crm", partition: int = 0) -> ContactEvent:
-    return ContactEvent(
+    return ContactEvent.of(
         source=SourceRef(topic, partition, i), key=f"c{i}".encode(), raw=b"raw", headers=[],
         produced_at_ms=0, event_id=f"e{i}", contact_id=f"c{i}", phone_e164=f"+1415555{i:04d}",
         opted_in=True, first_name="Ann", last_name=f"Lee{i}", email=f"a{i}@example.com",

@@ -42,7 +42,7 @@ def contact(i: int, **kw: object) -> ContactEvent:
         changed_at_ms=1_705_276_800_000, source_system="crm",
     )
     base.update(kw)
-    return ContactEvent(**base)  # type: ignore[arg-type]
+    return ContactEvent.of(**base)  # type: ignore[arg-type]
 
 
 def test_v2_item_maps_fields_and_passes_custom_fields() -> None:

@@ -19,6 +19,7 @@ from connector.decoding import (
     DecodeSpec,
     decode_chunk,
 )
+from connector.models import ContactEvent, SourceRef
 from connector.serde import AvroCodec
 from connector.windowing import item_payload_bytes
 
@@ -42,10 +43,14 @@ def decoder() -> Decoder:
 
 def test_a_good_record_gives_its_fields_and_payload_size(decoder: Decoder) -> None:
     [out] = decoder.decode_many([(b"c-1", CODEC.encode(record()))])
-    assert out == (OK, "e-1", "c-1", "+14155550123", True, "Ada", "Lovelace", "ada@example.com",
-                   {"segment": "gold"}, 1_700_000_000_000, "crm",
-                   item_payload_bytes("+14155550123", "Ada", "Lovelace", "ada@example.com", {"segment": "gold"}))
+    assert out[:5] == (OK, "c-1", "+14155550123", True,
+                       item_payload_bytes("+14155550123", "Ada", "Lovelace", "ada@example.com", {"segment": "gold"}))
+    assert isinstance(out[5], bytes)  # the details, packed (marshal's bytes depend on sharing, not compared)
     assert pickle.loads(pickle.dumps(out)) == out  # noqa: S301 - our own bytes; crosses a process boundary
+    event = ContactEvent(SourceRef("t", 0, 5), b"c-1", b"raw", [], 0, *out[1:])
+    assert (event.event_id, event.first_name, event.last_name, event.email, event.custom_fields,
+            event.changed_at_ms, event.source_system) == (
+        "e-1", "Ada", "Lovelace", "ada@example.com", {"segment": "gold"}, 1_700_000_000_000, "crm")
 
 
 @pytest.mark.parametrize(
@@ -78,7 +83,8 @@ def test_order_and_count_are_kept(decoder: Decoder) -> None:
     pairs.insert(7, (b"k", b"\x01garbage"))
     outs = decoder.decode_many(pairs)
     assert len(outs) == len(pairs)
-    assert [o[1] for o in outs if o[0] == OK] == [f"e{i}" for i in range(200, 260)]
+    events = [ContactEvent(SourceRef("t", 0, 0), b"k", b"", [], 0, *o[1:]) for o in outs if o[0] == OK]
+    assert [event.event_id for event in events] == [f"e{i}" for i in range(200, 260)]
     assert outs[7][0] == STAGE_DECODE
 
 
@@ -86,7 +92,7 @@ def test_the_worker_entry_point_keeps_one_decoder_per_spec() -> None:
     spec = DecodeSpec(wire_format="avro", default_region="GB", cache_size=10)
     first = decode_chunk(spec, [(b"k", CODEC.encode(record(phone="020 7946 0958")))])
     again = decode_chunk(spec, [(b"k", CODEC.encode(record(phone="020 7946 0958")))])
-    assert first[0][3] == again[0][3] == "+442079460958"
+    assert first[0][2] == again[0][2] == "+442079460958"
     other = decode_chunk(DecodeSpec(wire_format="avro", default_region="US", cache_size=10),
                          [(b"k", CODEC.encode(record(phone="020 7946 0958")))])
     assert other[0][0] == STAGE_NORMALISE  # not a US number: the spec's region applies
@@ -97,7 +103,7 @@ def test_the_worker_entry_point_keeps_one_decoder_per_spec() -> None:
 def test_arbitrary_bytes_never_raise(decoder: Decoder, key: bytes | None, value: bytes | None) -> None:
     [out] = decoder.decode_many([(key, value)])
     assert out[0] in (OK, STAGE_DECODE, STAGE_VALIDATE, STAGE_NORMALISE)
-    assert len(out) == (12 if out[0] == OK else 4)
+    assert len(out) == (6 if out[0] == OK else 4)
 
 
 @settings(max_examples=200, deadline=None)
@@ -107,7 +113,7 @@ def test_arbitrary_fields_decode_or_fail_by_stage(decoder: Decoder, phone: str, 
                                                   name: str | None) -> None:
     [out] = decoder.decode_many([(b"c", CODEC.encode(record(phone=phone, region_hint=hint, first_name=name)))])
     if out[0] == OK:
-        assert out[3].startswith("+") and out[3][1:].isdigit()
-        assert out[11] == item_payload_bytes(out[3], name, "Lovelace", "ada@example.com", {"segment": "gold"})
+        assert out[2].startswith("+") and out[2][1:].isdigit()
+        assert out[4] == item_payload_bytes(out[2], name, "Lovelace", "ada@example.com", {"segment": "gold"})
     else:
         assert out[0] in (STAGE_VALIDATE, STAGE_NORMALISE)

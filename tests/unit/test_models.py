@@ -9,7 +9,7 @@ from connector.models import Batch, ContactEvent, SourceRef, batch_id_for, offse
 
 
 def _event(offset: int, contact: str = "c1") -> ContactEvent:
-    return ContactEvent(
+    return ContactEvent.of(
         source=SourceRef("t", 0, offset),
         key=contact.encode(),
         raw=b"raw",
@@ -85,3 +85,21 @@ def test_batch_of_derives_id_and_offsets_from_covered(items: list[tuple[str, int
     assert batch.source_ranges() == source_ranges(refs)
     plain = Batch(batch.batch_id, [], refs, "size", 1.0)  # offsets computed on first use
     assert plain.offsets is None and plain.covered_offsets() == batch.covered_offsets()
+
+
+def test_contact_event_packs_its_details_and_unpacks_them_on_first_read() -> None:
+    event = ContactEvent.of(SourceRef("t", 1, 2), b"k", b"raw", [("h", b"v")], 3, "e1", "c1", "+14155550123",
+                            True, "Ada", None, "ada@example.com", {"tier": "gold"}, 1_700_000_000_000, "crm", 99)
+    assert isinstance(event.details, bytes)
+    assert (event.event_id, event.first_name, event.last_name, event.email, event.custom_fields,
+            event.changed_at_ms, event.source_system) == (
+        "e1", "Ada", None, "ada@example.com", {"tier": "gold"}, 1_700_000_000_000, "crm")
+    assert (event.source, event.key, event.raw, event.headers, event.produced_at_ms, event.contact_id,
+            event.phone_e164, event.opted_in, event.item_bytes) == (
+        SourceRef("t", 1, 2), b"k", b"raw", [("h", b"v")], 3, "c1", "+14155550123", True, 99)
+    event.custom_fields["tier"] = "changed"  # a copy
+    assert event.custom_fields == {"tier": "gold"}
+    # the decoder's form: the same event
+    same = ContactEvent(event.source, b"k", b"raw", [("h", b"v")], 3, "c1", "+14155550123", True, 99, event.details)
+    assert same == event and same != _event(2)
+    assert "4155550123" not in repr(event) and "Ada" not in repr(event) and "c1" in repr(event)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import pytest
 from hypothesis import event as hyp_event
@@ -63,9 +63,11 @@ def make_event(
     opted_in: bool = True,
     partition: int = 0,
     first_name: str | None = "Ada",
+    last_name: str | None = "Lovelace",
+    email: str | None = "ada@example.com",
     custom: dict[str, str] | None = None,
 ) -> ContactEvent:
-    return ContactEvent(
+    return ContactEvent.of(
         source=SourceRef(TOPIC, partition, offset),
         key=contact.encode(),
         raw=b"\x00raw",
@@ -76,8 +78,8 @@ def make_event(
         phone_e164=phone,
         opted_in=opted_in,
         first_name=first_name,
-        last_name="Lovelace",
-        email="ada@example.com",
+        last_name=last_name,
+        email=email,
         custom_fields=custom if custom is not None else {"source": "crm"},
         changed_at_ms=2,
         source_system="crm",
@@ -112,12 +114,11 @@ def make_window(clock: Clock, dnc: dict[str, str] | None = None, **limits: float
 def test_payload_bytes_is_exact_json_size(
     first: str | None, last: str | None, email: str | None, custom: dict[str, str]
 ) -> None:
-    event = make_event("c", 0, first_name=first, custom=custom)
-    event.last_name = last
-    event.email = email
+    event = make_event("c", 0, first_name=first, last_name=last, email=email, custom=custom)
     assert contact_payload_bytes(event) == len(json.dumps(v2_item(event)).encode())
     assert item_payload_bytes(event.phone_e164, first, last, email, custom) == contact_payload_bytes(event) + 2
-    assert item_cost(replace(event, item_bytes=7)) == 7  # a decoder's figure is taken as given
+    event.item_bytes = 7
+    assert item_cost(event) == 7  # a decoder's figure is taken as given
     compact = json.dumps(v2_item(event), separators=(",", ":"), ensure_ascii=False).encode()
     assert contact_payload_bytes(event) >= len(compact)
 
@@ -497,7 +498,7 @@ def test_window_matches_reference_model(
             event = make_event(str(contact), offsets.take(partition), phone=PHONES[phone],
                                opted_in=bool(opted_in), partition=partition, first_name="n" * name_len)
             if len(inputs) % 3 == 0:  # some with the size precomputed, as the decoder does
-                event = replace(event, item_bytes=item_cost(event))
+                event.item_bytes = item_cost(event)
             inputs.append(event.source)
             live_by_partition.setdefault(event.source.tp, []).append(event.source)
             ref.add(event, clock.now, dnc)
