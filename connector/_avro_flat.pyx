@@ -187,7 +187,9 @@ cdef class FlatReader:
             self._containers[i] = container
         self._read_long = read_long
 
-    def __call__(self, bytes data not None, Py_ssize_t pos):
+    def __call__(self, data, Py_ssize_t pos):
+        if type(data) is not bytes:  # a bytearray reads as the Python reader reads it
+            data = bytes(data)
         cdef _Cursor c = _Cursor.__new__(_Cursor)
         c.data = data
         c.buf = <const unsigned char*>PyBytes_AS_STRING(data)

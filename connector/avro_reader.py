@@ -35,6 +35,8 @@ except ImportError:  # pragma: no cover - a build without the C extension
 
 #: True when the C reader (``connector/_avro_flat.pyx``) was built and is used.
 NATIVE = _avro_flat is not None
+#: Fields the C reader takes (its fixed arrays); a wider record gets the Python reader.
+_MAX_NATIVE_FIELDS = 64
 
 #: ``read(data, pos) -> (record, end)``: one record from ``data[pos:]``.
 Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
@@ -237,6 +239,6 @@ def compile_reader(schema: Any, *, native: bool = True) -> Reader | None:
     program = flat_program(schema)
     if program is None:
         return None
-    if native and _avro_flat is not None:
+    if native and _avro_flat is not None and len(program) <= _MAX_NATIVE_FIELDS:
         return _avro_flat.FlatReader(program, read_long)  # type: ignore[no-any-return]
     return _python_reader(str(schema.get("name")), program)

@@ -55,9 +55,9 @@ class ContactEvent:
 
     The :data:`DETAIL_FIELDS` are read only when the contact goes into a CXone request or the
     audit trail. They travel packed in ``details`` (one ``bytes``, as the decoder packed them)
-    and are unpacked on first access. A record waiting in the window is then a dozen Python
-    objects fewer: allocating and freeing them was most of the coordinator's cost per record
-    (``docs/benchmarks.md``, session 4).
+    and are unpacked on first access. A record waiting in the window is then about eight
+    Python objects fewer: allocating and freeing them was a large share of the coordinator's
+    cost per record (``docs/benchmarks.md``, session 4).
 
     ``ContactEvent(...)`` is the decoder's form (the details packed); :meth:`of` takes every
     field by name.

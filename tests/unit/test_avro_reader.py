@@ -233,3 +233,23 @@ def test_the_c_reader_reads_ten_byte_varints_as_python_does() -> None:
         data = varint + b"\x02a"
         assert outcome(c_reader, data) == outcome(py_reader, data)
     assert c_reader(b"\xff" * 9 + b"\x01" + b"\x02a", 0) == ({"l": -(2**63), "s": "a"}, 12)
+
+
+@both
+def test_a_bytearray_reads_as_bytes(native: bool) -> None:
+    reader = compile_reader(ALL_TYPES, native=native)
+    assert reader is not None
+    record = {"b": True, "i": -3, "l": 2**40, "s": "é", "y": b"\x00", "n": None, "u1": None, "u2": 7,
+              "m": {"k": 1}, "a": ["x"], "weird key 'quoted'": False}
+    data = encode(ALL_TYPES, record)
+    for form in (data, bytearray(data)):
+        assert reader(form, 0) == (record, len(data))  # type: ignore[arg-type]
+
+
+def test_a_record_wider_than_the_c_reader_takes_gets_the_python_one() -> None:
+    wide = parse_schema({"type": "record", "name": "Wide",
+                         "fields": [{"name": f"f{i}", "type": "long"} for i in range(65)]})
+    reader = compile_reader(wide)
+    assert reader is not None and type(reader).__name__ == "function"
+    data = encode(wide, {f"f{i}": i for i in range(65)})
+    assert reader(data, 0) == ({f"f{i}": i for i in range(65)}, len(data))
