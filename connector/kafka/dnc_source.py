@@ -44,7 +44,7 @@ from connector.dnc import DEFAULT_MMAP_THRESHOLD, DncTable, e164_to_int, pin_mma
 from connector.errors import SerdeError
 from connector.kafka.dead_letters import DeadLetterWriter
 from connector.kafka.dlq import plain_headers
-from connector.kafka.exceptions import DncBootstrapError, KafkaError, ProduceError, from_kafka_error
+from connector.kafka.exceptions import DncBootstrapError, KafkaError, ProduceError, from_kafka_error, is_retriable
 from connector.metrics import Metrics
 from connector.serde import read_dnc_list_name, unframe
 
@@ -333,7 +333,7 @@ class DncSource:
                 return low, high
             except KafkaException as exc:
                 err = exc.args[0] if exc.args else None
-                retriable = err is not None and hasattr(err, "retriable") and err.retriable()
+                retriable = isinstance(err, RdKafkaError) and is_retriable(err)
                 if not retriable or time.monotonic() >= deadline or self._stop.is_set():
                     raise
                 time.sleep(0.1)

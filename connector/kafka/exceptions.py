@@ -49,11 +49,19 @@ class DncBootstrapError(KafkaError):
     """The DNC table could not be materialised, or not within the deadline."""
 
 
-#: Local librdkafka errors after which producing or committing again may well succeed,
-#: although librdkafka itself does not flag them retriable (it already gave up retrying).
+#: Errors after which the same call may well succeed a moment later, although librdkafka
+#: does not flag them retriable: local ones (it already gave up retrying) and a partition
+#: leader not known yet (a topic created a moment ago, a leader moving).
 APP_RETRIABLE = frozenset({
     "_MSG_TIMED_OUT", "_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN", "_QUEUE_FULL", "_WAIT_COORD",
+    "NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "REQUEST_TIMED_OUT",
 })
+
+
+def is_retriable(err: Any) -> bool:
+    """Whether a ``confluent_kafka.KafkaError`` is worth retrying (librdkafka's flag or
+    :data:`APP_RETRIABLE`, never a fatal error)."""
+    return (bool(err.retriable()) or str(err.name()) in APP_RETRIABLE) and not err.fatal()
 
 
 def from_kafka_error(cls: type[KafkaError], err: Any, context: str) -> KafkaError:
@@ -70,6 +78,6 @@ def from_kafka_error(cls: type[KafkaError], err: Any, context: str) -> KafkaErro
         :data:`APP_RETRIABLE`). Fatal errors are never retriable on the same client.
     """
     fatal = bool(err.fatal())
-    retriable = (bool(err.retriable()) or str(err.name()) in APP_RETRIABLE) and not fatal
+    retriable = is_retriable(err)
     return cls(f"{context}: {err.name()}: {err.str()}", retriable=retriable, code=str(err.name()),
                fatal=fatal)
