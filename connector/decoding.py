@@ -54,6 +54,9 @@ LIMITS: Mapping[str, int] = {
 }
 #: Bytes of a record key (a contact id) before it is rejected.
 MAX_KEY_BYTES = 256
+#: ``changed_at`` (epoch milliseconds) within years 1 to 9999, the dates a CXone body can
+#: carry (``optInDate``); outside them a record is rejected here, not when its batch is sent.
+CHANGED_AT_RANGE = (-62_135_596_800_000, 253_402_300_799_999)
 _STRING_FIELDS = tuple((name, LIMITS[name]) for name in
                        ("event_id", "contact_id", "first_name", "last_name", "email", "region_hint", "source"))
 
@@ -86,6 +89,9 @@ def validate_record(key: bytes | None, record: Mapping[str, Any]) -> str | None:
         value = record.get(name)
         if value is not None and len(value) > limit:
             return f"{name} longer than {limit} characters ({len(value)})"
+    changed_at = record.get("changed_at")
+    if isinstance(changed_at, int) and not CHANGED_AT_RANGE[0] <= changed_at <= CHANGED_AT_RANGE[1]:
+        return "changed_at outside years 1 to 9999"
     fields = record.get("custom_fields") or {}
     if len(fields) > LIMITS["custom_fields"]:
         return f"more than {LIMITS['custom_fields']} custom_fields ({len(fields)})"
@@ -174,10 +180,10 @@ class Decoder:
                 continue
             first, last, email, fields = record["first_name"], record["last_name"], record["email"], \
                 record["custom_fields"]
+            source = record["source"] or ""
             append((OK, record["contact_id"], phone, bool(record["opted_in"]),
-                    item_payload_bytes(phone, first, last, email, fields),
-                    pack_details(record["event_id"], first, last, email, fields, int(record["changed_at"]),
-                                 record["source"] or "")))
+                    item_payload_bytes(phone, first, last, email, fields, source),
+                    pack_details(record["event_id"], first, last, email, fields, int(record["changed_at"]), source)))
         return out
 
 

@@ -69,17 +69,29 @@ _ITEM_FIXED = len(
 ) - 4 * 2
 
 
-def v2_item(contact: ContactEvent) -> dict[str, object]:
-    """The ``v2`` bulk-insert item for a contact, as the tutorial maps it.
+#: What an ``optInDate`` custom field's value is measured as: ``YYYY-MM-DDTHH:MM:SSZ``, the
+#: longest ``connector.cxone.protocol.iso_utc`` writes (years 1 to 999 are shorter).
+_OPT_IN_DATE = "0000-00-00T00:00:00Z"
 
-    :func:`contact_payload_bytes` measures exactly ``json.dumps`` of this dict.
+
+def v2_item(contact: ContactEvent) -> dict[str, object]:
+    """The size model of a contact's ``v2`` bulk-insert item.
+
+    ``connector.cxone.protocol.v2_item`` builds the item sent: the same fields, but a missing
+    name or e-mail left out rather than ``null``, and ``source`` and ``optInDate`` added to
+    the custom fields unless the CRM sent them. The model writes ``null`` and a date of the
+    longest form, so it is never smaller; :func:`contact_payload_bytes` measures exactly
+    ``json.dumps`` of it.
     """
+    custom = dict(contact.custom_fields)
+    custom.setdefault("source", contact.source_system)
+    custom.setdefault("optInDate", _OPT_IN_DATE)
     return {
         "phoneNumber": contact.phone_e164,
         "firstName": contact.first_name,
         "lastName": contact.last_name,
         "email": contact.email,
-        "customFields": dict(contact.custom_fields),
+        "customFields": custom,
     }
 
 
@@ -91,31 +103,35 @@ def contact_payload_bytes(contact: ContactEvent) -> int:
     bound for compact ones. A missing name or email counts as ``null``.
     """
     return item_payload_bytes(contact.phone_e164, contact.first_name, contact.last_name, contact.email,
-                              contact.custom_fields) - 2
+                              contact.custom_fields, contact.source_system) - 2
 
 
 def item_payload_bytes(
-    phone: str, first_name: str | None, last_name: str | None, email: str | None, custom_fields: dict[str, str]
+    phone: str, first_name: str | None, last_name: str | None, email: str | None, custom_fields: dict[str, str],
+    source_system: str,
 ) -> int:
     """What one contact adds to a batch body: :func:`contact_payload_bytes` of a contact with
     these fields plus the ``", "`` separator (:attr:`ContactEvent.item_bytes`)."""
-    # The common case in one check: every string plain ASCII, so each costs its length + 2.
     strings = [phone, first_name or "", last_name or "", email or ""]
-    if custom_fields:
-        strings += custom_fields.keys()
-        strings += custom_fields.values()
+    strings += custom_fields.keys()
+    strings += custom_fields.values()
+    pairs = len(custom_fields)
+    # the custom fields the body adds (see v2_item), unless the CRM sent them
+    if "source" not in custom_fields:
+        strings += ("source", source_system)
+        pairs += 1
+    if "optInDate" not in custom_fields:
+        strings += ("optInDate", _OPT_IN_DATE)
+        pairs += 1
+    # The common case in one check: every string plain ASCII, so each costs its length + 2.
     joined = "".join(strings)
     if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
         size = _ITEM_FIXED + 2 + len(joined) + 2 * len(strings)
         size += 2 * ((first_name is None) + (last_name is None) + (email is None))  # null is 4, "" is 2
     else:
         size = (_ITEM_FIXED + 2 + _json_str_len(phone) + _json_str_len(first_name) + _json_str_len(last_name)
-                + _json_str_len(email))
-        for key, value in (custom_fields or {}).items():
-            size += _json_str_len(key) + _json_str_len(value)
-    if custom_fields:
-        size += 4 * len(custom_fields) - 2  # ": " per pair, ", " between pairs
-    return size
+                + _json_str_len(email) + sum(map(_json_str_len, strings[4:])))
+    return size + 4 * pairs - 2  # ": " per pair, ", " between pairs (at least source and optInDate)
 
 
 def item_cost(contact: ContactEvent) -> int:

@@ -44,7 +44,8 @@ def decoder() -> Decoder:
 def test_a_good_record_gives_its_fields_and_payload_size(decoder: Decoder) -> None:
     [out] = decoder.decode_many([(b"c-1", CODEC.encode(record()))])
     assert out[:5] == (OK, "c-1", "+14155550123", True,
-                       item_payload_bytes("+14155550123", "Ada", "Lovelace", "ada@example.com", {"segment": "gold"}))
+                       item_payload_bytes("+14155550123", "Ada", "Lovelace", "ada@example.com", {"segment": "gold"},
+                                          "crm"))
     assert isinstance(out[5], bytes)  # the details, packed (marshal's bytes depend on sharing, not compared)
     assert pickle.loads(pickle.dumps(out)) == out  # noqa: S301 - our own bytes; crosses a process boundary
     event = ContactEvent(SourceRef("t", 0, 5), b"c-1", b"raw", [], 0, *out[1:])
@@ -61,6 +62,9 @@ def test_a_good_record_gives_its_fields_and_payload_size(decoder: Decoder) -> No
         (b"c-1", CODEC.encode(record())[:9], STAGE_DECODE, "truncated"),
         (b"c-1", CODEC.encode(record(first_name="x" * 10_000)), STAGE_VALIDATE, "first_name longer than 256"),
         (b"c-1", CODEC.encode(record(phone="12345")), STAGE_NORMALISE, "not_possible: phone ***45"),
+        # a date no CXone body can carry fails here, not when its batch is sent
+        (b"c-1", CODEC.encode(record(changed_at=253_402_300_800_000)), STAGE_VALIDATE, "changed_at outside"),
+        (b"c-1", CODEC.encode(record(changed_at=-(2**63))), STAGE_VALIDATE, "changed_at outside"),
         (b"c-1", b"", STAGE_DECODE, "empty"),
     ],
 )
@@ -114,6 +118,19 @@ def test_arbitrary_fields_decode_or_fail_by_stage(decoder: Decoder, phone: str, 
     [out] = decoder.decode_many([(b"c", CODEC.encode(record(phone=phone, region_hint=hint, first_name=name)))])
     if out[0] == OK:
         assert out[2].startswith("+") and out[2][1:].isdigit()
-        assert out[4] == item_payload_bytes(out[2], name, "Lovelace", "ada@example.com", {"segment": "gold"})
+        assert out[4] == item_payload_bytes(out[2], name, "Lovelace", "ada@example.com", {"segment": "gold"}, "crm")
     else:
         assert out[0] in (STAGE_VALIDATE, STAGE_NORMALISE)
+
+
+@settings(max_examples=200, deadline=None)
+@given(changed_at=st.integers(-(2**63), 2**63 - 1))
+def test_every_accepted_change_time_can_be_written_into_a_cxone_body(decoder: Decoder, changed_at: int) -> None:
+    from connector.cxone.protocol import iso_utc
+
+    [out] = decoder.decode_many([(b"c", CODEC.encode(record(changed_at=changed_at)))])
+    if out[0] == OK:
+        event = ContactEvent(SourceRef("t", 0, 0), b"c", b"", [], 0, *out[1:])
+        assert len(iso_utc(event.changed_at_ms)) <= 20  # no error, never longer than the size model's date
+    else:
+        assert out[2] == "changed_at outside years 1 to 9999"
