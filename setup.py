@@ -1,11 +1,15 @@
-"""The C extension; everything else is in pyproject.toml.
+"""The C extensions; everything else is in pyproject.toml.
 
-``connector/_avro_flat.pyx`` (the Avro reader's hot path) is compiled with Cython, a build
-requirement. It is optional: where no C compiler is found the install still succeeds and
-:mod:`connector.avro_reader` runs its generated Python reader instead (``NATIVE`` is False,
-and ``tests/unit/test_avro_reader.py`` reports it unless ``CXONE_ALLOW_PURE_PYTHON=1``).
+The decode worker's per-record hot path, compiled with Cython (a build requirement):
+``connector/_avro_flat.pyx`` (the Avro reader) and ``connector/_record_checks.pyx`` (the
+record's bounds and payload size). Both are optional: where no C compiler is found the
+install still succeeds and their Python originals run instead (the tests report it unless
+``CXONE_ALLOW_PURE_PYTHON=1``).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("connector._avro_flat", ["connector/_avro_flat.pyx"], optional=True)])
+setup(ext_modules=[
+    Extension("connector._avro_flat", ["connector/_avro_flat.pyx"], optional=True),
+    Extension("connector._record_checks", ["connector/_record_checks.pyx"], optional=True),
+])

@@ -18,7 +18,7 @@ that it runs where the decoding runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ from connector.kafka.dlq import error_class_name
 from connector.models import pack_details
 from connector.phones import PhoneNormalizer
 from connector.serde import AvroCodec
-from connector.windowing import item_payload_bytes
+from connector.windowing import measure_item
 
 STAGE_DECODE = "decode"
 STAGE_VALIDATE = "validate"
@@ -103,6 +103,18 @@ def validate_record(key: bytes | None, record: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: :func:`validate_record` as the decoder runs it: its C twin
+#: (``connector/_record_checks.pyx``) when the extension was built.
+validate: Callable[[bytes | None, Mapping[str, Any]], str | None]
+try:
+    from connector._record_checks import Validator
+except ImportError:  # pragma: no cover - a build without the C extensions
+    validate = validate_record
+else:
+    validate = Validator(_STRING_FIELDS, MAX_KEY_BYTES, LIMITS["custom_fields"], LIMITS["custom_field_key"],
+                         LIMITS["custom_field_value"], CHANGED_AT_RANGE)
+
+
 @dataclass(frozen=True)
 class DecodeSpec:
     """Everything a decoder is built from (hashable: worker processes keep one per spec).
@@ -169,7 +181,7 @@ class Decoder:
             except SerdeError as exc:
                 append((STAGE_DECODE, _SERDE_ERROR, str(exc), STAGE_DECODE))
                 continue
-            problem = validate_record(key, record)
+            problem = validate(key, record)
             if problem is not None:
                 append((STAGE_VALIDATE, VALIDATION_ERROR, problem, STAGE_VALIDATE))
                 continue
@@ -182,7 +194,7 @@ class Decoder:
                 record["custom_fields"]
             source = record["source"] or ""
             append((OK, record["contact_id"], phone, bool(record["opted_in"]),
-                    item_payload_bytes(phone, first, last, email, fields, source),
+                    measure_item(phone, first, last, email, fields, source),
                     pack_details(record["event_id"], first, last, email, fields, int(record["changed_at"]), source)))
         return out
 

@@ -134,6 +134,17 @@ def item_payload_bytes(
     return size + 4 * pairs - 2  # ": " per pair, ", " between pairs (at least source and optInDate)
 
 
+#: :func:`item_payload_bytes` as the decoder runs it: its C twin
+#: (``connector/_record_checks.pyx``) when the extension was built.
+measure_item: Callable[[str, str | None, str | None, str | None, dict[str, str], str], int]
+try:
+    from connector._record_checks import PayloadSize
+except ImportError:  # pragma: no cover - a build without the C extensions
+    measure_item = item_payload_bytes
+else:
+    measure_item = PayloadSize(_ITEM_FIXED, _OPT_IN_DATE, _json_str_len)
+
+
 def item_cost(contact: ContactEvent) -> int:
     """What one contact adds to a batch body: its payload plus the ``", "`` separator
     (precomputed by the decoder in :attr:`ContactEvent.item_bytes` when set)."""
