@@ -61,6 +61,7 @@ def test_jars_are_cached_and_broker_is_kafka_4_1(kafka_bootstrap: str, tmp_path:
     assert res.returncode == 0, res.stderr
     assert not (fake / "called").exists()
     logs = Path(run("logs").stdout.strip())
-    server_log = (logs / "server.log").read_text(errors="replace")
+    # the start-up line is in server.log, or in a rolled one when the broker has run long
+    server_log = "".join(path.read_text(errors="replace") for path in sorted(logs.glob("server.log*")))
     assert "Kafka version: 4.1" in server_log
     assert "process.roles = [broker, controller]" in server_log
