@@ -1,6 +1,8 @@
 from collections.abc import Callable, Iterable
 from typing import Any
 
+MAX_FIELDS: int
+
 class FlatReader:
     def __init__(self, program: Iterable[tuple[str, int, int, int]],
                  read_long: Callable[[bytes, int], tuple[int, int]]) -> None: ...

@@ -34,7 +34,10 @@ cdef enum:
     C_ARRAY = 2
 
 cdef enum:
-    MAX_FIELDS = 64
+    _MAX_FIELDS = 64
+
+#: The most fields a :class:`FlatReader` takes.
+MAX_FIELDS = _MAX_FIELDS
 
 
 cdef class _Cursor:
@@ -167,9 +170,9 @@ cdef class FlatReader:
 
     cdef tuple _names
     cdef int _count
-    cdef int _kinds[MAX_FIELDS]
-    cdef int _nulls[MAX_FIELDS]
-    cdef int _containers[MAX_FIELDS]
+    cdef int _kinds[_MAX_FIELDS]
+    cdef int _nulls[_MAX_FIELDS]
+    cdef int _containers[_MAX_FIELDS]
     cdef object _read_long
 
     def __init__(self, program, read_long):

@@ -35,8 +35,6 @@ except ImportError:  # pragma: no cover - a build without the C extension
 
 #: True when the C reader (``connector/_avro_flat.pyx``) was built and is used.
 NATIVE = _avro_flat is not None
-#: Fields the C reader takes (its fixed arrays); a wider record gets the Python reader.
-_MAX_NATIVE_FIELDS = 64
 
 #: ``read(data, pos) -> (record, end)``: one record from ``data[pos:]``.
 Reader = Callable[[bytes, int], tuple[dict[str, Any], int]]
@@ -124,7 +122,7 @@ def simple_type(schema: Any) -> Any:
 
 #: Field kinds of a program step (the C reader numbers them the same way).
 KINDS = {"null": 0, "boolean": 1, "int": 2, "long": 2, "string": 3, "bytes": 4}
-_KIND_NAMES = {0: "null", 1: "boolean", 2: "long", 3: "string", 4: "bytes"}
+_KIND_NAMES = {kind: name for name, kind in KINDS.items()}  # 2 is "long" (an "int" reads the same)
 #: Containers of a program step.
 PLAIN, MAP, ARRAY = 0, 1, 2
 
@@ -239,6 +237,7 @@ def compile_reader(schema: Any, *, native: bool = True) -> Reader | None:
     program = flat_program(schema)
     if program is None:
         return None
-    if native and _avro_flat is not None and len(program) <= _MAX_NATIVE_FIELDS:
+    # a record wider than the C reader's fixed arrays gets the Python reader
+    if native and _avro_flat is not None and len(program) <= _avro_flat.MAX_FIELDS:
         return _avro_flat.FlatReader(program, read_long)  # type: ignore[no-any-return]
     return _python_reader(str(schema.get("name")), program)

@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 
-from connector.models import TP, SourceRef
+from connector.models import TP, SourceRef, offsets_by_partition
 
 #: Resume once the unsettled count is at or below this share of ``max_unsettled``.
 RESUME_RATIO = 0.8
@@ -128,22 +128,7 @@ class OffsetTracker:
 
     def settle_many(self, refs: Iterable[SourceRef]) -> None:
         """Mark many records settled; see :meth:`settle`."""
-        parts = self._parts
-        settled = 0
-        for topic, partition, offset in refs:  # one loop, no call per record: it runs for every record
-            part = parts.get((topic, partition))
-            if part is None:
-                continue
-            unsettled = part.unsettled
-            if offset not in unsettled:
-                continue
-            unsettled.remove(offset)
-            settled += 1
-            order = part.order
-            if order[0] == offset:
-                while order and order[0] not in unsettled:
-                    part.committable = order.popleft() + 1
-        self._unsettled -= settled
+        self.settle_offsets(offsets_by_partition(refs))
 
     def settle_offsets(self, offsets: Mapping[TP, Iterable[int]]) -> None:
         """:meth:`settle_many` for offsets grouped per partition (a batch's

@@ -83,7 +83,7 @@ def v2_item(contact: ContactEvent) -> dict[str, object]:
     longest form, so it is never smaller; :func:`contact_payload_bytes` measures exactly
     ``json.dumps`` of it.
     """
-    custom = dict(contact.custom_fields)
+    custom = contact.custom_fields  # a copy already
     custom.setdefault("source", contact.source_system)
     custom.setdefault("optInDate", _OPT_IN_DATE)
     return {

@@ -78,7 +78,7 @@ def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 def v2_item(contact: ContactEvent) -> dict[str, Any]:
     """One bulk-insert item. CRM custom fields pass through; ``source`` and ``optInDate``
     are added unless the CRM already sent fields of those names."""
-    custom: dict[str, str] = dict(contact.custom_fields)
+    custom: dict[str, str] = contact.custom_fields  # a copy already
     custom.setdefault("source", contact.source_system)
     custom.setdefault("optInDate", iso_utc(contact.changed_at_ms))
     item: dict[str, Any] = {"phoneNumber": contact.phone_e164}
