@@ -4,7 +4,7 @@
 #   docker run --rm cxone-connector --help
 
 FROM python:3.11-slim AS build
-# a C compiler for the Avro reader's extension (connector/_avro_flat.pyx); only this stage has it
+# a C compiler for the Avro reader's extension (connector/serde/_avro_flat.pyx); only this stage has it
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

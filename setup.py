@@ -1,7 +1,7 @@
 """The C extensions; everything else is in pyproject.toml.
 
 The decode worker's per-record hot path, compiled with Cython (a build requirement):
-``connector/_avro_flat.pyx`` (the Avro reader) and ``connector/_record_checks.pyx`` (the
+``connector/serde/_avro_flat.pyx`` (the Avro reader) and ``connector/core/_record_checks.pyx`` (the
 record's bounds and payload size). Both are optional: where no C compiler is found the
 install still succeeds and their Python originals run instead (the tests report it unless
 ``CXONE_ALLOW_PURE_PYTHON=1``).
@@ -10,6 +10,6 @@ install still succeeds and their Python originals run instead (the tests report 
 from setuptools import Extension, setup
 
 setup(ext_modules=[
-    Extension("connector._avro_flat", ["connector/_avro_flat.pyx"], optional=True),
-    Extension("connector._record_checks", ["connector/_record_checks.pyx"], optional=True),
+    Extension("connector.serde._avro_flat", ["connector/serde/_avro_flat.pyx"], optional=True),
+    Extension("connector.core._record_checks", ["connector/core/_record_checks.pyx"], optional=True),
 ])

@@ -49,7 +49,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from connector.app import App
 from connector.config import Settings, load_settings
-from connector.serde import AvroCodec
+from connector.serde.codec import AvroCodec
 
 TARGET_UTILISATION = 0.9
 TARGET_429 = 0.05

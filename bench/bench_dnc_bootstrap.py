@@ -31,7 +31,7 @@ import benchlib
 from bench_dnc_memory import synthetic_numbers
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from connector.dnc import DncTable
+from connector.core.dnc_table import DncTable
 from connector.kafka.dnc_source import DncSource
 
 TARGET_RATE = 200_000

@@ -27,7 +27,8 @@ import time
 from collections.abc import Iterator
 from itertools import repeat
 
-from connector.dnc import DncTable
+from connector.core.dnc_table import DncTable
+from connector.ops.runtime import release_free_heap
 
 TARGET_BYTES_PER_NUMBER = 4.0
 CHUNK = 65_536
@@ -114,7 +115,7 @@ def bench_table(count: int, seed: int, foreign: float) -> tuple[DncTable, int, i
         table.add_many(zip(chunk, repeat("national")))
         elapsed += time.perf_counter() - start
     start = time.perf_counter()
-    table.compact()
+    table.compact(release_free_heap)
     elapsed += time.perf_counter() - start
     del chunk
     gc.collect()

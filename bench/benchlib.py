@@ -22,8 +22,8 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from fastavro import schemaless_writer
 
-from connector.dnc import release_free_heap
-from connector.serde import schema
+from connector.ops.runtime import release_free_heap
+from connector.serde.codec import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"

@@ -30,18 +30,18 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from connector.config import Settings
+from connector.core.models import Batch
 from connector.cxone.calllists import CallListsClient
-from connector.delivery import Delivery
-from connector.ingest import IngestPipeline
 from connector.kafka.client_config import dnc_consumer_config, producer_config
-from connector.kafka.dead_letters import DeadLetterWriter
+from connector.kafka.dlq_writer import DeadLetterWriter
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.producer import AsyncProducer
-from connector.metrics import TOPIC_ROLES, Health, Metrics
-from connector.models import Batch
-from connector.retractions import DncGroupPusher
-from connector.serde import AvroCodec
-from connector.server import MetricsServer
+from connector.ops.metrics import TOPIC_ROLES, Health, Metrics
+from connector.ops.server import MetricsServer
+from connector.pipeline.delivery import Delivery
+from connector.pipeline.dnc_group import DncGroupPusher
+from connector.pipeline.ingest import IngestPipeline
+from connector.serde.codec import AvroCodec
 
 log = logging.getLogger(__name__)
 

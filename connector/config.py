@@ -80,7 +80,7 @@ class IngestSettings:
     """How the consumed records are decoded."""
 
     #: Worker processes that decode, validate and normalise records, spread by record key
-    #: (see connector/decode_pool.py): unset, one per CPU but one (at most 4); 0, none (on the loop).
+    #: (see connector/pipeline/decode_lanes.py): unset, one per CPU but one (at most 4); 0, none (on the loop).
     workers: int | None = None
 
 

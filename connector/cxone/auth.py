@@ -26,7 +26,7 @@ from connector.cxone.exceptions import AuthError, CXoneError, ProtocolError, Ret
 from connector.cxone.http import Http, request_with_retries, retry_reason
 
 if TYPE_CHECKING:
-    from connector.metrics import Metrics
+    from connector.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

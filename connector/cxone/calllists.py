@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from connector.config import CXoneSettings
+from connector.core.models import Batch
 from connector.cxone.auth import CallListsAuth
 from connector.cxone.client import Retrying, SubmittedJob
 from connector.cxone.exceptions import ProtocolError
@@ -22,10 +23,9 @@ from connector.cxone.protocol import (
     call_list_job_update,
     call_list_upload_bodies,
 )
-from connector.models import Batch
 
 if TYPE_CHECKING:
-    from connector.metrics import Metrics
+    from connector.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Protocol
 import aiohttp
 
 from connector.config import CXoneSettings
+from connector.core.models import Batch
 from connector.cxone.auth import TokenCache
 from connector.cxone.backoff import Jitter, backoff, full_jitter
 from connector.cxone.http import PaceGate
 from connector.cxone.pacing import Pacer
 from connector.cxone.protocol import JobUpdate
-from connector.models import Batch
 
 if TYPE_CHECKING:
-    from connector.metrics import Metrics
+    from connector.ops.metrics import Metrics
 
 Sleep = Callable[[float], Awaitable[None]]
 

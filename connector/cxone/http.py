@@ -29,12 +29,12 @@ from connector.cxone.exceptions import (
     TransportError,
 )
 from connector.cxone.pacing import Pacer
-from connector.metrics import status_class
+from connector.ops.metrics import status_class
 
 if TYPE_CHECKING:
     from connector.config import CXoneSettings
     from connector.cxone.auth import TokenCache
-    from connector.metrics import Metrics
+    from connector.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def make_session(settings: CXoneSettings) -> aiohttp.ClientSession:
 
 
 def retry_reason(err: CXoneError) -> str:
-    """The ``reason`` label of a retry after ``err`` (see :data:`connector.metrics.RETRY_REASONS`)."""
+    """The ``reason`` label of a retry after ``err`` (see :data:`connector.ops.metrics.RETRY_REASONS`)."""
     if isinstance(err, RateLimitedError):
         return "rate_limited"
     if isinstance(err, ServerError):
@@ -132,7 +132,7 @@ class Http:
         """One request, fully read.
 
         Args:
-            endpoint: the ``endpoint`` label (:data:`connector.metrics.CXONE_ENDPOINTS`) the
+            endpoint: the ``endpoint`` label (:data:`connector.ops.metrics.CXONE_ENDPOINTS`) the
                 request is counted and timed under; ``None`` does not count it.
 
         Raises:

@@ -24,7 +24,7 @@ from connector.cxone.client import ProfileClient
 from connector.cxone.exceptions import CXoneError, ProtocolError
 from connector.cxone.jobs import JobTracker
 from connector.cxone.protocol import JobUpdate, v2_parse_event, v2_subscribe_frame
-from connector.metrics import Metrics
+from connector.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from connector.core.models import ContactEvent
 from connector.cxone.exceptions import ProtocolError
-from connector.models import ContactEvent
 
 #: Statuses a job update may carry. UNKNOWN is ours: a job that outlived its deadline silently.
 QUEUED, IN_PROGRESS, COMPLETED, FAILED, ABORTED, UNKNOWN = (

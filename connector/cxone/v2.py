@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from connector.config import CXoneSettings
+from connector.core.models import Batch
 from connector.cxone.auth import TokenCache, v2_token_fetcher
 from connector.cxone.client import Retrying, SubmittedJob
 from connector.cxone.http import Http, make_session, request_with_retries
 from connector.cxone.protocol import JobUpdate, v2_bulk_body, v2_job_id, v2_job_update
-from connector.models import Batch
 
 if TYPE_CHECKING:
-    from connector.metrics import Metrics
+    from connector.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ def consumer_config(settings: Settings) -> dict[str, str]:
         "partition.assignment.strategy": "cooperative-sticky",
     })
     cfg.update(settings.kafka_consumer)
-    # Offsets are committed only once settled (connector.offsets); never by librdkafka.
+    # Offsets are committed only once settled (connector.core.offsets); never by librdkafka.
     cfg["enable.auto.commit"] = "false"
     cfg["enable.auto.offset.store"] = "false"
     return cfg

@@ -51,8 +51,8 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as RdKafkaError
 
+from connector.core.models import TP
 from connector.kafka.exceptions import CommitError, ConsumeError, KafkaError, from_kafka_error
-from connector.models import TP
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ leaves control records (commit markers) that are never delivered, so the last re
 may sit below the watermark forever. An empty topic is ready at once.
 
 Fast path: records are consumed in big batches; a key becomes an int with
-:func:`connector.dnc.e164_to_int`, a value yields only its list name
-(:func:`connector.serde.read_dnc_list_name`), and the pairs go to
-:meth:`connector.dnc.DncTable.add_many` in chunks. A tombstone (null value) removes its
+:func:`connector.core.dnc_table.e164_to_int`, a value yields only its list name
+(:func:`connector.serde.codec.read_dnc_list_name`), and the pairs go to
+:meth:`connector.core.dnc_table.DncTable.add_many` in chunks. A tombstone (null value) removes its
 number; pending additions are applied first so the topic's order is kept. A key that is not
 E.164, or a value that cannot be read, is dead-lettered (stage ``dnc``) and skipped.
 
@@ -40,13 +40,14 @@ from typing import Any, Literal, Protocol
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as RdKafkaError
 
-from connector.dnc import DEFAULT_MMAP_THRESHOLD, DncTable, e164_to_int, pin_mmap_threshold, release_free_heap
+from connector.core.dnc_table import DncTable, e164_to_int
 from connector.errors import SerdeError
-from connector.kafka.dead_letters import DeadLetterWriter
-from connector.kafka.dlq import plain_headers
+from connector.kafka.dlq_headers import plain_headers
+from connector.kafka.dlq_writer import DeadLetterWriter
 from connector.kafka.exceptions import DncBootstrapError, KafkaError, ProduceError, from_kafka_error, is_retriable
-from connector.metrics import Metrics
-from connector.serde import read_dnc_list_name, unframe
+from connector.ops.metrics import Metrics
+from connector.ops.runtime import DEFAULT_MMAP_THRESHOLD, pin_mmap_threshold, release_free_heap
+from connector.serde.codec import read_dnc_list_name, unframe
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ _REPORT_INTERVAL_S = 1.0
 
 
 class DncTableLike(Protocol):
-    """The part of :class:`connector.dnc.DncTable` the materialiser writes and reads."""
+    """The part of :class:`connector.core.dnc_table.DncTable` the materialiser writes and reads."""
 
     def add_many(self, pairs: Iterable[tuple[int, str]]) -> int: ...
 
@@ -81,7 +82,7 @@ class DncSource:
         config: librdkafka consumer settings (see
             :func:`connector.kafka.client_config.dnc_consumer_config`).
         topic: the compacted DNC topic.
-        table: where numbers go; a new :class:`connector.dnc.DncTable` by default.
+        table: where numbers go; a new :class:`connector.core.dnc_table.DncTable` by default.
         dead_letters: where bad records go; ``None`` only logs them.
         value_format: ``avro`` (schemaless), ``confluent`` (framed) or ``auto``.
         batch_size: ``num_messages`` of one ``consume()`` call. Small batches keep the
@@ -93,7 +94,7 @@ class DncSource:
         metadata_timeout_s: deadline for the topic's metadata and watermarks at start-up.
         metrics: the ``dnc_*`` families and DNC dead letters (a private registry when ``None``).
         mmap_threshold: fixes glibc's mmap threshold for the process before the bootstrap
-            (:func:`connector.dnc.pin_mmap_threshold`), so the bulk load's big temporary
+            (:func:`connector.ops.runtime.pin_mmap_threshold`), so the bulk load's big temporary
             buffers never sit in the heap between the table's containers (RSS ~1 byte per
             number lower); ``None`` leaves malloc alone.
     """
@@ -123,7 +124,7 @@ class DncSource:
             "enable.auto.offset.store": "false",
             "enable.partition.eof": "true",
         })
-        self._config.setdefault("group.id", "cxone-connector.dnc-materialiser")
+        self._config.setdefault("group.id", "cxone-connector.core.dnc_table-materialiser")
         self.topic = topic
         self.table: DncTableLike = table if table is not None else DncTable()
         #: Held for every write by the thread and every read by :meth:`lookup`.
@@ -396,12 +397,12 @@ class DncSource:
 
     def _compact(self) -> None:
         """After the bulk load: lay the bitmaps out packed and hand freed heap back
-        (:meth:`connector.dnc.DncTable.compact`; under the lock, since the table is briefly
+        (:meth:`connector.core.dnc_table.DncTable.compact`; under the lock, since the table is briefly
         empty while it is rebuilt)."""
         compact = getattr(self.table, "compact", None)  # a DncTableLike need not have it
         if compact is not None:
             with self.lock:
-                compact()
+                compact(release_free_heap)
         release_free_heap()
 
     def _list_name(self, value: bytes) -> str:

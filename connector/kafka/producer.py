@@ -25,7 +25,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Producer
 
 from connector.kafka.exceptions import KafkaError, ProduceError, from_kafka_error
-from connector.metrics import OTHER, Metrics
+from connector.ops.metrics import OTHER, Metrics
 
 log = logging.getLogger(__name__)
 

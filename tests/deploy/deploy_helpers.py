@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from connector.config import ENV_PREFIX, PASSTHROUGH_SECTIONS, all_keys, env_var_name
-from connector.metrics import Metrics
+from connector.ops.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"

@@ -114,7 +114,7 @@ def test_dockerfile() -> None:
     assert user and user[-1].split(":")[0] not in ("root", "0")
     assert 'ENTRYPOINT ["cxone-connector"]' in text
     assert str(METRICS_PORT) in re.search(r"^EXPOSE (.+)$", text, re.M).group(1)  # type: ignore[union-attr]
-    # the image reads schemas from CXONE_CONNECTOR_SCHEMA_DIR (see connector/serde.py)
+    # the image reads schemas from CXONE_CONNECTOR_SCHEMA_DIR (see connector/serde/codec.py)
     assert "CXONE_CONNECTOR_SCHEMA_DIR=/opt/cxone/schemas" in text
     assert "COPY schemas /opt/cxone/schemas" in text
     ignored = (ROOT / ".dockerignore").read_text().split()

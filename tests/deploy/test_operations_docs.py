@@ -10,7 +10,7 @@ import yaml
 from deploy_helpers import PROMETHEUS_DIR, ROOT
 
 from connector.config import ENV_PREFIX, TopicSettings, all_keys, env_var_name
-from connector.kafka import dlq
+from connector.kafka import dlq_headers as dlq
 
 OPERATIONS = (ROOT / "docs/operations.md").read_text()
 TOPICS = (ROOT / "docs/topics.md").read_text()

@@ -22,8 +22,8 @@ import yaml
 from deploy_helpers import PROMETHEUS_DIR, require_tool
 
 from connector.config import ServerSettings
-from connector.metrics import Health, Metrics
-from connector.server import MetricsServer
+from connector.ops.metrics import Health, Metrics
+from connector.ops.server import MetricsServer
 
 
 def free_port() -> int:

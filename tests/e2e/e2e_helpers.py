@@ -19,10 +19,10 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from kafka_helpers import committed_offsets as shared_committed_offsets
 
 from connector.app import App
+from connector.cli.sample_data import KeyedRecord, SampleData, SampleSpec, generate
 from connector.config import Settings, load_settings
-from connector.kafka import dlq
-from connector.serde import AvroCodec
-from connector.tools.sample_data import KeyedRecord, SampleData, SampleSpec, generate
+from connector.kafka import dlq_headers as dlq
+from connector.serde.codec import AvroCodec
 
 CONTACT = AvroCodec("ContactOptInChanged")
 DNC_ENTRY = AvroCodec("DncEntry")

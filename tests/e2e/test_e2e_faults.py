@@ -25,6 +25,7 @@ from e2e_helpers import (
     wait_committed_to_end,
 )
 
+from connector.cli.sample_data import KeyedRecord
 from connector.simulator import (
     ErrorFaults,
     FaultSettings,
@@ -33,7 +34,6 @@ from connector.simulator import (
     RateLimitFaults,
     WebSocketFaults,
 )
-from connector.tools.sample_data import KeyedRecord
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(60)]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from connector.models import Batch, ContactEvent, SourceRef, batch_id_for
+from connector.core.models import Batch, ContactEvent, SourceRef, batch_id_for
 
 
 def consume_n(bootstrap: str, topic: str, n: int, timeout: float = 30.0, *, catch_extra: bool = False) -> list[Any]:

@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.app import App
+from connector.cli.sample_data import SampleData, SampleSpec, generate
 from connector.config import (
     CallbackSettings,
     MonitorSettings,
@@ -32,9 +33,8 @@ from connector.config import (
     TopicSettings,
     WindowSettings,
 )
-from connector.serde import AvroCodec
+from connector.serde.codec import AvroCodec
 from connector.simulator import JobSettings, Simulator, SimulatorConfig
-from connector.tools.sample_data import SampleData, SampleSpec, generate
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(60)]
 

@@ -15,8 +15,8 @@ from integration_helpers import consume_n
 
 from connector.config import Secret
 from connector.errors import SerdeError
-from connector.schema_registry import RegistryClient
-from connector.serde import AvroCodec, raw_schema
+from connector.serde.codec import AvroCodec, raw_schema
+from connector.serde.registry import RegistryClient
 
 pytestmark = pytest.mark.kafka
 
@@ -208,7 +208,7 @@ def test_dnc_entries_on_compacted_topic(kafka_bootstrap: str, topic_factory: Any
     producer.produce(topic, None, b"+12123456780")
     assert producer.flush(30) == 0
     msgs = consume_n(kafka_bootstrap, topic, 2)
-    from connector.serde import read_dnc_list_name
+    from connector.serde.codec import read_dnc_list_name
 
     assert read_dnc_list_name(msgs[0].value()) == "national"
     assert msgs[1].value() is None
@@ -217,7 +217,7 @@ def test_dnc_entries_on_compacted_topic(kafka_bootstrap: str, topic_factory: Any
 def test_produce_sample_registers_its_schema(registry: FakeRegistry) -> None:
     import argparse
 
-    from connector.tools import produce_sample
+    from connector.cli import produce_sample
 
     args = argparse.Namespace(wire_format="confluent", schema_id=None, schema_registry_url=registry.url,
                               topic="crm.contacts.optin")

@@ -11,9 +11,9 @@ import pytest
 from confluent_kafka import Message, Producer
 from kafka_helpers import committed_offsets
 
+from connector.core.models import TP
 from connector.kafka.consumer import ConsumerThread
 from connector.kafka.exceptions import ConsumeError
-from connector.models import TP
 
 pytestmark = pytest.mark.kafka
 

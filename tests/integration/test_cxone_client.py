@@ -9,13 +9,13 @@ import pytest
 from integration_helpers import simple_batch
 
 from connector.config import CXoneSettings, Secret
+from connector.core.models import Batch
 from connector.cxone.backoff import no_jitter
 from connector.cxone.calllists import CallListsClient
 from connector.cxone.client import Retrying, make_client
 from connector.cxone.exceptions import AuthError, ClientError, RetriesExhaustedError
 from connector.cxone.protocol import COMPLETED, IN_PROGRESS, QUEUED
 from connector.cxone.v2 import V2Client
-from connector.models import Batch
 from connector.simulator import ErrorFaults, FaultSettings, RateLimitFaults, Simulator, SimulatorConfig
 
 

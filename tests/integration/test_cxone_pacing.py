@@ -16,9 +16,9 @@ import pytest
 from integration_helpers import simple_batch
 
 from connector.config import CXoneSettings, Secret
+from connector.core.models import Batch
 from connector.cxone.client import Retrying
 from connector.cxone.v2 import V2Client
-from connector.models import Batch
 from connector.simulator import RateLimitFaults, Simulator, SimulatorConfig
 
 pytestmark = pytest.mark.timeout(30)

@@ -1,4 +1,4 @@
-"""connector.decode_pool with real worker processes (spawned), no broker."""
+"""connector.pipeline.decode_lanes with real worker processes (spawned), no broker."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import signal
 
 import pytest
 
-from connector.decode_pool import DecodePool, DecodeWorkerError, auto_workers
-from connector.decoding import OK, Decoder, DecodeSpec
-from connector.serde import AvroCodec
-from connector.tools.sample_data import SampleSpec, generate
+from connector.cli.sample_data import SampleSpec, generate
+from connector.pipeline.decode_lanes import DecodePool, DecodeWorkerError, auto_workers
+from connector.pipeline.decoding import OK, Decoder, DecodeSpec
+from connector.serde.codec import AvroCodec
 
 CODEC = AvroCodec("ContactOptInChanged")
 SPEC = DecodeSpec(wire_format="avro", cache_size=1000)
@@ -71,8 +71,8 @@ async def test_a_dead_worker_fails_its_chunk_and_is_replaced() -> None:
 
 _CHILD = """
 import asyncio, sys
-from connector.decode_pool import DecodePool
-from connector.decoding import DecodeSpec
+from connector.pipeline.decode_lanes import DecodePool
+from connector.pipeline.decoding import DecodeSpec
 
 async def main():
     pool = DecodePool(DecodeSpec(), workers=1)
@@ -126,7 +126,7 @@ async def test_a_decoder_that_cannot_be_built_fails_the_chunk_not_the_worker() -
 def test_frames_are_marshal_for_built_ins_and_pickle_otherwise() -> None:
     from decimal import Decimal
 
-    from connector.decode_pool import dumps_frame, loads_frame
+    from connector.pipeline.decode_lanes import dumps_frame, loads_frame
 
     plain = (7, True, [("OK", "e", "c", "+14155550123", True, None, "x", None, {"k": "v"}, 3, "", 120)])
     assert dumps_frame(plain)[:1] == b"M" and loads_frame(dumps_frame(plain)) == plain
@@ -137,7 +137,7 @@ def test_frames_are_marshal_for_built_ins_and_pickle_otherwise() -> None:
 def test_lane_pipes_get_a_buffer_a_whole_result_fits_in() -> None:
     import multiprocessing
 
-    from connector.decode_pool import widen_pipe
+    from connector.pipeline.decode_lanes import widen_pipe
 
     read, write = multiprocessing.Pipe(duplex=False)
     try:

@@ -16,15 +16,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connector.callbacks import verify
 from connector.config import CallbackSettings, CXoneSettings, MonitorSettings, Secret, Settings
+from connector.core.models import Batch, ContactEvent, SourceRef, batch_id_for
 from connector.cxone.backoff import no_jitter
 from connector.cxone.calllists import CallListsClient
 from connector.cxone.client import Retrying
 from connector.cxone.exceptions import ClientError
-from connector.delivery import Delivery
 from connector.errors import SerdeError
-from connector.models import Batch, ContactEvent, SourceRef, batch_id_for
+from connector.pipeline.callbacks import verify
+from connector.pipeline.delivery import Delivery
 from connector.simulator import (
     ErrorFaults,
     FaultSettings,

@@ -12,13 +12,13 @@ from collections.abc import Iterable
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connector.dnc import DncTable
-from connector.kafka import dlq
-from connector.kafka.dead_letters import DeadLetterWriter
+from connector.core.dnc_table import DncTable
+from connector.kafka import dlq_headers as dlq
+from connector.kafka.dlq_writer import DeadLetterWriter
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.exceptions import DncBootstrapError
 from connector.kafka.producer import AsyncProducer
-from connector.serde import AvroCodec, frame
+from connector.serde.codec import AvroCodec, frame
 
 pytestmark = pytest.mark.kafka
 

@@ -15,16 +15,16 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from kafka_helpers import committed_offsets
 
 from connector.config import Settings, load_settings
-from connector.dnc import DncTable
-from connector.ingest import IngestPipeline
-from connector.kafka import dlq
+from connector.core.dnc_table import DncTable
+from connector.core.models import Batch
+from connector.core.windowing import batch_payload_bytes
+from connector.kafka import dlq_headers as dlq
 from connector.kafka.client_config import dnc_consumer_config
-from connector.kafka.dead_letters import DeadLetterWriter
+from connector.kafka.dlq_writer import DeadLetterWriter
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.producer import AsyncProducer
-from connector.models import Batch
-from connector.serde import AvroCodec
-from connector.windowing import batch_payload_bytes
+from connector.pipeline.ingest import IngestPipeline
+from connector.serde.codec import AvroCodec
 
 pytestmark = pytest.mark.kafka
 

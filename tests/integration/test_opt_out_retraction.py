@@ -31,7 +31,7 @@ from connector.config import (
     load_settings,
 )
 from connector.errors import ConfigError
-from connector.serde import AvroCodec
+from connector.serde.codec import AvroCodec
 from connector.simulator import Simulator, SimulatorConfig
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(60)]

@@ -16,8 +16,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.config import ServerSettings
-from connector.metrics import Health, Metrics
-from connector.server import MetricsServer, MetricsServerError
+from connector.ops.metrics import Health, Metrics
+from connector.ops.server import MetricsServer, MetricsServerError
 
 
 def settings(stall_s: float = 30.0, port: int = 0) -> ServerSettings:

@@ -11,8 +11,8 @@ import pytest
 from integration_helpers import consume_n
 
 from connector.cli import main
-from connector.serde import AvroCodec, read_dnc_list_name, unframe
-from connector.tools.sample_data import SampleSpec, generate
+from connector.cli.sample_data import SampleSpec, generate
+from connector.serde.codec import AvroCodec, read_dnc_list_name, unframe
 
 pytestmark = pytest.mark.kafka
 

@@ -12,8 +12,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.avro_reader import NATIVE, compile_reader, flat_program, read_long
-from connector.serde import plain_schema
+from connector.serde.avro_reader import NATIVE, compile_reader, flat_program, read_long
+from connector.serde.codec import plain_schema
 
 CONTACT = plain_schema("ContactOptInChanged")
 
@@ -183,7 +183,7 @@ def test_the_program_names_each_field_its_kind_union_and_container() -> None:
 
 @pytest.mark.skipif(not NATIVE, reason="C reader not built")
 def test_the_c_reader_refuses_a_bad_program() -> None:
-    from connector._avro_flat import FlatReader
+    from connector.serde._avro_flat import FlatReader
 
     for step in (("x", 9, -1, 0), ("x", 3, 2, 0), ("x", 3, -1, 7)):
         with pytest.raises(ValueError, match="bad program step 0"):

@@ -11,9 +11,9 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.avro_writer import compile_writer
 from connector.errors import SerdeError
-from connector.serde import AvroCodec, plain_schema
+from connector.serde.avro_writer import compile_writer
+from connector.serde.codec import AvroCodec, plain_schema
 
 SUPPRESSED = plain_schema("SuppressedContact")
 

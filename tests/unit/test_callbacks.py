@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 
-from connector.callbacks import callback_result, delivery_id_for, encode_summary, sign, verify
+from connector.pipeline.callbacks import callback_result, delivery_id_for, encode_summary, sign, verify
 
 
 def test_signature_is_hmac_sha256_of_the_raw_body() -> None:

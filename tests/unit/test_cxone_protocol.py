@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connector.core.models import ContactEvent, SourceRef
 from connector.cxone.exceptions import ProtocolError
 from connector.cxone.protocol import (
     ABORTED,
@@ -31,7 +32,6 @@ from connector.cxone.protocol import (
     v2_parse_event,
     v2_subscribe_frame,
 )
-from connector.models import ContactEvent, SourceRef
 
 
 def contact(i: int, **kw: object) -> ContactEvent:

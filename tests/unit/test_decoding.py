@@ -1,4 +1,4 @@
-"""Unit and property tests for connector.decoding: one tuple per record, whatever the bytes."""
+"""Unit and property tests for connector.pipeline.decoding: one tuple per record, whatever the bytes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.decoding import (
+from connector.core.models import ContactEvent, SourceRef
+from connector.core.windowing import item_payload_bytes
+from connector.pipeline.decoding import (
     OK,
     STAGE_DECODE,
     STAGE_NORMALISE,
@@ -19,9 +21,7 @@ from connector.decoding import (
     DecodeSpec,
     decode_chunk,
 )
-from connector.models import ContactEvent, SourceRef
-from connector.serde import AvroCodec
-from connector.windowing import item_payload_bytes
+from connector.serde.codec import AvroCodec
 
 CODEC = AvroCodec("ContactOptInChanged")
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.errors import PhoneError
-from connector.kafka import dlq
+from connector.kafka import dlq_headers as dlq
 
 
 def build(message: str = "bad", original=None, **kw) -> list[tuple[str, bytes]]:

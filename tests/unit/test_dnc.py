@@ -1,4 +1,4 @@
-"""Unit tests for connector.dnc: add/remove/re-list/lookup, tombstones, ints, memory."""
+"""Unit tests for connector.core.dnc_table: add/remove/re-list/lookup, tombstones, ints, memory."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.dnc import DEFAULT_MMAP_THRESHOLD, DncTable, e164_to_int, int_to_e164, pin_mmap_threshold
+from connector.core.dnc_table import DncTable, e164_to_int, int_to_e164
+from connector.ops.runtime import DEFAULT_MMAP_THRESHOLD, pin_mmap_threshold
 
 
 def test_add_lookup_contains_len() -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.logs import JsonFormatter, MaskingFilter, mask_phone
+from connector.ops.logs import JsonFormatter, MaskingFilter, mask_phone
 
 
 @pytest.mark.parametrize(

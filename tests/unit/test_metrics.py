@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from connector.metrics import (
+from connector.ops.metrics import (
     CXONE_ENDPOINTS,
     DNC_STATES,
     FLUSH_REASONS,

@@ -1,11 +1,11 @@
-"""Unit tests for connector.models: source ranges, deterministic batch ids, idempotency keys."""
+"""Unit tests for connector.core.models: source ranges, deterministic batch ids, idempotency keys."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.models import Batch, ContactEvent, SourceRef, batch_id_for, offsets_by_partition, source_ranges
+from connector.core.models import Batch, ContactEvent, SourceRef, batch_id_for, offsets_by_partition, source_ranges
 
 
 def _event(offset: int, contact: str = "c1") -> ContactEvent:

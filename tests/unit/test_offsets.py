@@ -1,4 +1,4 @@
-"""Unit and property tests for connector.offsets."""
+"""Unit and property tests for connector.core.offsets."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.models import SourceRef
-from connector.offsets import OffsetTracker
+from connector.core.models import SourceRef
+from connector.core.offsets import OffsetTracker
 
 TP0 = ("in", 0)
 TP1 = ("in", 1)
@@ -221,7 +221,7 @@ def test_settle_offsets_is_settle_many_grouped_by_partition(
     tracked: list[tuple[tuple[str, int], int]], rounds: list[list[tuple[tuple[str, int], int]]],
 ) -> None:
     """Unknown partitions, untracked, repeated and already settled offsets included: the same state."""
-    from connector.models import offsets_by_partition
+    from connector.core.models import offsets_by_partition
 
     one, grouped = OffsetTracker(1000), OffsetTracker(1000)
     for tp, offset in tracked:

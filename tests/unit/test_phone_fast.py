@@ -1,4 +1,4 @@
-"""Unit tests for connector.phone_fast: the fast path must be sound (never a string phonenumbers
+"""Unit tests for connector.core.phone_fast: the fast path must be sound (never a string phonenumbers
 would not give) and complete for the plain spellings CRMs send."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from phonenumbers.phonenumberutil import (
     _test_number_length,
 )
 
-from connector.phone_fast import (
+from connector.cli.sample_data import _draw_numbers, render
+from connector.core.phone_fast import (
     _code_regions,
     _is_valid,
     _length_verdict,
@@ -25,8 +26,7 @@ from connector.phone_fast import (
     _region_parse_info,
     fast_e164,
 )
-from connector.phones import PhoneNormalizer
-from connector.tools.sample_data import _draw_numbers, render
+from connector.core.phones import PhoneNormalizer
 
 REGIONS = sorted(phonenumbers.SUPPORTED_REGIONS)
 CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)

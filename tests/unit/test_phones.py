@@ -1,4 +1,4 @@
-"""Unit tests for connector.phones: E.164 normalisation, rejection reasons, the cache."""
+"""Unit tests for connector.core.phones: E.164 normalisation, rejection reasons, the cache."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connector.core.phones import E164_RE, MAX_RAW_LENGTH, PhoneNormalizer, mask_phone
 from connector.errors import PhoneError
-from connector.phones import E164_RE, MAX_RAW_LENGTH, PhoneNormalizer, mask_phone
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector import decoding, windowing
-from connector.decoding import CHANGED_AT_RANGE, validate_record
-from connector.windowing import item_payload_bytes
+from connector.core import windowing
+from connector.core.windowing import item_payload_bytes
+from connector.pipeline import decoding
+from connector.pipeline.decoding import CHANGED_AT_RANGE, validate_record
 
 try:
-    from connector._record_checks import PayloadSize, Validator
+    from connector.core._record_checks import PayloadSize, Validator
 except ImportError:  # pragma: no cover - a build without the C extensions
     NATIVE = False
 else:

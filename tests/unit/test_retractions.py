@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from connector.cxone.exceptions import ClientError, RetriesExhaustedError, ServerError
-from connector.retractions import DncGroupPusher
+from connector.pipeline.dnc_group import DncGroupPusher
 
 
 def no_delays() -> itertools.repeat[float]:

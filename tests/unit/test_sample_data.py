@@ -1,4 +1,4 @@
-"""connector.tools.sample_data: deterministic synthetic events and their expected outcome."""
+"""connector.cli.sample_data: deterministic synthetic events and their expected outcome."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.errors import PhoneError
-from connector.phones import PhoneNormalizer
-from connector.serde import AvroCodec
-from connector.tools.sample_data import (
+from connector.cli.sample_data import (
     INVALID_PHONES,
     VALID_NPAS,
     SampleData,
@@ -18,6 +15,9 @@ from connector.tools.sample_data import (
     generate,
     render,
 )
+from connector.core.phones import PhoneNormalizer
+from connector.errors import PhoneError
+from connector.serde.codec import AvroCodec
 
 SPEC = SampleSpec(count=3000, contacts=600, national_share=0.3, messy_share=0.2, invalid_share=0.05,
                   dnc_share=0.2, opt_out_share=0.1, extra_dnc=500, seed=7)

@@ -1,4 +1,4 @@
-"""connector.serde: schemas, round trips, framing, and every decoding failure with its reason."""
+"""connector.serde.codec: schemas, round trips, framing, and every decoding failure with its reason."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from fastavro import parse_schema, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector import serde
 from connector.errors import SerdeError
-from connector.serde import SCHEMA_NAMES, AvroCodec, frame, raw_schema, read_dnc_list_name, unframe
+from connector.serde import codec as serde
+from connector.serde.codec import SCHEMA_NAMES, AvroCodec, frame, raw_schema, read_dnc_list_name, unframe
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 

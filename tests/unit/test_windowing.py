@@ -1,4 +1,4 @@
-"""Unit and property tests for connector.windowing."""
+"""Unit and property tests for connector.core.windowing."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from hypothesis import event as hyp_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.cxone.protocol import v2_item as sent_item
-from connector.models import TP, Batch, ContactEvent, SourceRef
-from connector.windowing import (
+from connector.core.models import TP, Batch, ContactEvent, SourceRef
+from connector.core.windowing import (
     EMPTY,
     REASON_CANCELLED,
     REASON_DNC,
@@ -34,6 +33,7 @@ from connector.windowing import (
     item_payload_bytes,
     v2_item,
 )
+from connector.cxone.protocol import v2_item as sent_item
 
 TOPIC = "crm.contacts.optin"
 

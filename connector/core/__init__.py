@@ -1,0 +1,1 @@
+"""Pure decisions: no I/O library, nothing outside connector.core (and the exception tree)."""

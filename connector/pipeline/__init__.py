@@ -1,0 +1,1 @@
+"""The ingest driver, delivery, callbacks, DNC-group pushes and decode lanes."""
