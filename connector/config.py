@@ -91,6 +91,20 @@ class DncSettings:
     publish_opt_outs: bool = False
     opt_out_list: str = "crm-opt-out"
     bootstrap_timeout_s: float = 600.0
+    #: The table is *current* while its thread is alive and every partition of the DNC topic
+    #: had a successful fetch within this many seconds; otherwise nothing is submitted.
+    max_stall_s: float = 30.0
+    #: After the table has not been current for this long, the process exits (code 1) so
+    #: that the orchestrator restarts it.
+    max_unavailable_s: float = 300.0
+    #: Region of DNC keys written in a national spelling (normalised before rejecting them).
+    default_region: str = "US"
+    #: List under which a number with an unreadable DNC value is blocked.
+    unreadable_list: str = "unreadable"
+    #: Directory of the DNC table's snapshot (empty: no snapshots, every start reads the topic).
+    state_dir: str = ""
+    #: How often a snapshot is written (and once more at a clean shutdown).
+    snapshot_interval_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -177,6 +191,14 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class HealthSettings:
+    """What ``/healthz`` checks beyond the consumer thread's polls."""
+
+    #: ``/healthz`` fails when records have been unsettled for this long while nothing settled.
+    max_unsettled_age_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json: bool = False
@@ -200,6 +222,7 @@ class Settings:
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     shutdown_deadline_s: float = 30.0
 
