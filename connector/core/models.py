@@ -229,6 +229,9 @@ class Batch:
         attempt: delivery attempt, 1 for the first submission.
         offsets: ``covered`` as :func:`offsets_by_partition` gives it (settlement takes whole
             partitions at once); computed on first use when not given.
+        pruned: the sources of contacts removed just before a submit attempt (a DNC list
+            took them after the flush); they still settle with the batch, and the
+            idempotency key changes with them, since the body does.
     """
 
     batch_id: str
@@ -238,6 +241,7 @@ class Batch:
     created_at: float
     attempt: int = 1
     offsets: dict[TP, list[int]] | None = None
+    pruned: tuple[SourceRef, ...] = ()
 
     @classmethod
     def of(cls, contacts: list[ContactEvent], covered: list[SourceRef], flush_reason: str,
@@ -262,4 +266,7 @@ class Batch:
         Derived from ``batch_id`` and ``attempt`` with SHA-256, so it is stable across
         restarts for the same records and the same attempt.
         """
-        return hashlib.sha256(f"{self.batch_id}:{self.attempt}".encode()).hexdigest()
+        text = f"{self.batch_id}:{self.attempt}"
+        if self.pruned:  # another body than the unpruned batch's: never the same key
+            text += ":" + ",".join(f"{t}\x00{p}\x00{o}" for t, p, o in self.pruned)
+        return hashlib.sha256(text.encode()).hexdigest()

@@ -40,6 +40,7 @@ from typing import Any, Literal, Protocol
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as RdKafkaError
 
+from connector.core.dnc_keys import parse_dnc_key
 from connector.core.dnc_table import DncTable, e164_to_int
 from connector.errors import SerdeError
 from connector.kafka.dlq_headers import plain_headers
@@ -428,9 +429,9 @@ class DncSource:
             key = msg.key()
             value = msg.value()
             try:
-                e164 = key.decode("ascii") if key is not None else ""
+                e164 = parse_dnc_key(key, _no_respelling).e164  # interim: the list still comes from the value
                 number = e164_to_int(e164)
-            except (UnicodeDecodeError, ValueError):
+            except ValueError:
                 self._reject(msg, "ValueError", "DNC key is not an E.164 number")
                 continue
             if value is None:
@@ -474,3 +475,7 @@ class DncSource:
             if self._stop.is_set():
                 return
         self._call_loop(self._send_dead_letter, fields)
+
+
+def _no_respelling(spelling: str) -> str | None:
+    return None

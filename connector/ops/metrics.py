@@ -130,7 +130,7 @@ INVALID_REASONS = ("decode", "validate", "empty", "unparseable", "not_possible",
 #: Why a contact was not sent (the audit record's reason, lower-cased): on a DNC list when it
 #: arrived (``dnc``) or when its batch was flushed (``dnc_at_flush``), opted out, a pending
 #: opt-in cancelled by an opt-out, or superseded by a later event of the same contact.
-SUPPRESSION_REASONS = ("dnc", "dnc_at_flush", "opted_out", "cancelled_by_opt_out", "superseded")
+SUPPRESSION_REASONS = ("dnc", "dnc_at_flush", "dnc_at_send", "opted_out", "cancelled_by_opt_out", "superseded")
 #: How many distinct DNC list names the ``list`` label admits before counting as ``other``.
 MAX_DNC_LISTS = 20
 #: Where a dead-lettered record failed (the ``__connect.errors.stage`` header).
@@ -289,6 +289,8 @@ class Metrics:
         )
         self.dead_lettered = labelled_counter("events", "dead_lettered", "Records written to the DLQ.",
                                               {"stage": DLQ_STAGES})
+        self.decode_retries = counter("events", "decode_retries",
+                                      "Consumed lists decoded again because the schema registry was unreachable.")
         # DNC
         self.dnc_numbers = gauge("dnc", "numbers", "Numbers held in the DNC table.")
         self.dnc_bootstrap_state = BoundedFamily(

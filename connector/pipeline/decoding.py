@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from connector.core.models import pack_details
-from connector.core.phones import PhoneNormalizer
+from connector.core.phones import PhoneNormalizer, mask_phones_in
 from connector.core.windowing import measure_item
 from connector.errors import ConnectorError, PhoneError, SerdeError
 from connector.kafka.dlq_headers import error_class_name
@@ -32,6 +32,8 @@ from connector.serde.codec import AvroCodec
 STAGE_DECODE = "decode"
 STAGE_VALIDATE = "validate"
 STAGE_NORMALISE = "normalise"
+#: Not a bad record: the Schema Registry could not be reached; decode it again later.
+STAGE_RETRY = "retry"
 
 #: First element of a decoded record's tuple (the others hold a failed stage's name).
 OK = ""
@@ -166,37 +168,56 @@ class Decoder:
     def decode_many(self, records: Sequence[tuple[bytes | None, bytes | None]]) -> list[Decoded]:
         """Decode, validate and normalise ``(key, value)`` pairs, in order.
 
-        Never raises for bad input: every failure is a tuple naming its stage.
+        Never raises for bad input: every failure is a tuple naming its stage. A failure
+        nobody foresaw (a bug, hostile bytes reaching a library) is caught per record too and
+        named by its exception class, so one poison record can never crash the process into a
+        restart loop that reads it again. A Schema Registry that cannot be reached gives
+        :data:`STAGE_RETRY`: the record is not bad, the driver decodes it again later.
         """
         decode = self.codec.decode
         normalize = self.normalizer.outcome
         out: list[Decoded] = []
         append = out.append
         for key, value in records:
-            if value is None:
-                append((STAGE_VALIDATE, VALIDATION_ERROR, "null value", STAGE_VALIDATE))
-                continue
+            stage = STAGE_DECODE
             try:
-                record = decode(value)
-            except SerdeError as exc:
-                append((STAGE_DECODE, _SERDE_ERROR, str(exc), STAGE_DECODE))
-                continue
-            problem = validate(key, record)
-            if problem is not None:
-                append((STAGE_VALIDATE, VALIDATION_ERROR, problem, STAGE_VALIDATE))
-                continue
-            phone = normalize(record["phone"], record["region_hint"])
-            if isinstance(phone, tuple):
-                reason, message = phone
-                append((STAGE_NORMALISE, _PHONE_ERROR, f"{reason}: {message}", reason))
-                continue
-            first, last, email, fields = record["first_name"], record["last_name"], record["email"], \
-                record["custom_fields"]
-            source = record["source"] or ""
-            append((OK, record["contact_id"], phone, bool(record["opted_in"]),
-                    measure_item(phone, first, last, email, fields, source),
-                    pack_details(record["event_id"], first, last, email, fields, int(record["changed_at"]), source)))
+                if value is None:
+                    append((STAGE_VALIDATE, VALIDATION_ERROR, "null value", STAGE_VALIDATE))
+                    continue
+                try:
+                    record = decode(value)
+                except SerdeError as exc:
+                    if exc.retriable:
+                        append((STAGE_RETRY, _SERDE_ERROR, str(exc), STAGE_RETRY))
+                    else:
+                        append((STAGE_DECODE, _SERDE_ERROR, str(exc), STAGE_DECODE))
+                    continue
+                stage = STAGE_VALIDATE
+                problem = validate(key, record)
+                if problem is not None:
+                    append((STAGE_VALIDATE, VALIDATION_ERROR, problem, STAGE_VALIDATE))
+                    continue
+                stage = STAGE_NORMALISE
+                phone = normalize(record["phone"], record["region_hint"])
+                if isinstance(phone, tuple):
+                    reason, message = phone
+                    append((STAGE_NORMALISE, _PHONE_ERROR, f"{reason}: {message}", reason))
+                    continue
+                first, last, email, fields = record["first_name"], record["last_name"], record["email"], \
+                    record["custom_fields"]
+                source = record["source"] or ""
+                append((OK, record["contact_id"], phone, bool(record["opted_in"]),
+                        measure_item(phone, first, last, email, fields, source),
+                        pack_details(record["event_id"], first, last, email, fields, int(record["changed_at"]),
+                                     source)))
+            except Exception as exc:  # a poison record: dead-lettered with its class, never a crash
+                append((stage, error_class_name(exc), _unexpected(exc), stage))
         return out
+
+
+def _unexpected(exc: BaseException) -> str:
+    """The DLQ message of an unforeseen failure: its class and text, masked and bounded."""
+    return mask_phones_in(f"unexpected {type(exc).__name__}: {exc}")[:500]
 
 
 _DECODERS: dict[DecodeSpec, Decoder] = {}

@@ -1,57 +1,30 @@
-"""The ingest pipeline: CRM change events to compliant, windowed batches (design stages 1-4, 8).
+"""The ingest driver: the I/O around :class:`connector.core.ingest.IngestCore` (stages 1-4, 8).
 
-Everything here runs on the asyncio loop except the Kafka threads it drives (the consumer
-thread and the DNC materialiser) and the decode workers. Per consumed list of records:
+Every decision is the core's; this module moves records and effects between it and the
+outside world, on the asyncio loop:
 
-1. **feed** (in consume order): each record of an assigned partition is *tracked* in the
-   :class:`connector.core.offsets.OffsetTracker`, and its ``(key, value)`` goes to the
-   :class:`connector.pipeline.decode_lanes.DecodePool` lane of its key, where it is decoded,
-   validated and normalised (:mod:`connector.pipeline.decoding`; a lane is a worker process, so the
-   CPU work runs on every core). At most 4 lists per lane are in flight.
-2. **process** (in the same order, one list at a time): failures go to the DLQ (stage
-   ``decode``, ``validate`` or ``normalise``, with the reason); the rest become
-   :class:`connector.core.models.ContactEvent` and enter the window
-   (:meth:`connector.core.windowing.Window.add_many`: DNC check on arrival, last write per
-   contact, opt-outs, flush on size / bytes / age, DNC check again at flush).
+1. **feed** (in consume order): a consumed list's offsets are tracked in the core, and each
+   record's ``(key, value)`` goes to the :class:`connector.pipeline.decode_lanes.DecodePool`
+   lane of its key (a worker process). At most 4 lists per lane are in flight.
+2. **process** (one list at a time, in feed order): the lanes' answers are put back **in
+   consume order** (a list's records are spread over lanes by key, and the record key need
+   not be the contact id), then handed to :meth:`IngestCore.receive`. A record the Schema
+   Registry could not be asked about yet is not bad: the list waits and is decoded again
+   with backoff (decoding pauses; nothing behind it overtakes it).
+3. **effects**: dead letters and audit records are produced; each settles its records in the
+   core once the broker acknowledged it. Batches wait in the core until the submit loop hands
+   them to ``submit``, once the :class:`connector.pipeline.gate.SendGate` is open.
+4. **ticks**: the window's age, flow control (pause and resume every assigned partition),
+   gauges, and commits of what the core says is committable.
 
-What the window hands back is acted on at once: batches are queued for the injected
-``submit``; audit outcomes are written to the audit topic (``SuppressedContact``; with
-``dnc.publish_opt_outs`` an opt-out also writes a ``DncEntry`` to the DNC topic); rejects
-are dead-lettered. A record is settled in the :class:`connector.core.offsets.OffsetTracker` only
-in the producer's delivery callback of the record that settles it; a batch's records are
-settled by the delivery side (:meth:`IngestPipeline.settle_batch` /
-:meth:`IngestPipeline.dead_letter_batch`).
+Before **every** submit attempt, delivery calls :meth:`IngestPipeline.prune_for_send`: the gate
+must be open, and every number of the batch is looked up in the DNC table once more; a
+contact a list took meanwhile is audited (stage ``SEND``) instead of sent.
 
-Audit reasons: the window's ``CANCELLED_BY_OPT_OUT`` (an opt-in cancelled by a later
-opt-out) is written as ``OPTED_OUT``; ``SUPERSEDED`` (an opt-in replaced by a later,
-DNC-blocked write of the same contact) takes the reason and list of that later write.
-
-A ticker polls the window for its age, commits ``tracker.committable()`` through the consumer
-thread every ``commit_interval_s``, and applies backpressure: every assigned partition is
-paused while the tracker is over its limit or ``max_queued_batches`` batches wait for
-``submit`` (a blocking submit), and resumed once under the tracker's resume mark and the
-queue has room. While paused, records already handed over by the consumer thread wait
-too, so the unsettled count overshoots the limit by at most one consumed batch.
-
-Nothing is consumed, so nothing submitted, before the DNC bootstrap completed; the submit
-task checks readiness again before each batch.
-
-Records are tracked when they are fed, so those still in a worker count as unsettled (and
-against ``max_unsettled``), and a list's results are processed strictly in feed order: no
-later record can settle, and be committed, past one still being decoded. On stop, the lists
-still in flight are windowed (within the shutdown deadline) before the last flush; what is
-left unprocessed stays unsettled and uncommitted.
-
-Rebalances: on revoke, the revoked partitions' buffered records leave the window, their
-batches not yet handed to ``submit`` lose those records, and their tracker state is
-forgotten after what is committable for them was returned to the consumer thread (which
-commits it before the revoke completes). Results of a revoked partition that come back from
-a worker afterwards are dropped (a revoke generation tells them apart from records of a
-later assignment of the same partition).
-
-Failures: a delivery failure of an audit, DLQ or DNC record, or an exception from
-``submit``, stops the pipeline (:attr:`IngestPipeline.failure`, :meth:`IngestPipeline.wait`):
-the records stay unsettled and uncommitted, so a restart reads them again.
+Failures: an unexpected exception in any stage stops the pipeline (:meth:`wait` raises it;
+the app exits 1 and the log names the stage). A record whose dead letter or audit record the
+broker refused for good is never settled, and stops the pipeline too: nothing is committed
+past it. Retriable produce failures are the producer's to retry.
 """
 
 from __future__ import annotations
@@ -60,28 +33,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import Message
 
 from connector.config import Settings
-from connector.core.models import TP, Batch, ContactEvent, SourceRef
+from connector.core.dnc_keys import dnc_key
+from connector.core.ingest import Audit, Consumed, DeadLetter, Effects, IngestCore
+from connector.core.models import TP, Batch, SourceRef
 from connector.core.offsets import OffsetTracker
-from connector.core.windowing import (
-    REASON_CANCELLED,
-    REASON_DNC,
-    REASON_OPTED_OUT,
-    REASON_SUPERSEDED,
-    STAGE_FLUSH,
-    AuditOutcome,
-    Rejected,
-    Window,
-    WindowLimits,
-    WindowOutput,
-)
-from connector.errors import SerdeError
+from connector.core.windowing import Window, WindowLimits
+from connector.cxone.backoff import backoff
 from connector.kafka.client_config import consumer_config
 from connector.kafka.consumer import ConsumerThread
 from connector.kafka.dlq_headers import plain_headers
@@ -91,12 +55,16 @@ from connector.kafka.exceptions import KafkaError
 from connector.kafka.producer import AsyncProducer, Record
 from connector.ops.metrics import DLQ_STAGES, INVALID_REASONS, Metrics
 from connector.pipeline.decode_lanes import DecodePool
-from connector.pipeline.decoding import OK, Decoded, DecodeSpec
+from connector.pipeline.decoding import STAGE_RETRY, Decoded, DecodeSpec
+from connector.pipeline.gate import SendGate
 from connector.serde.codec import AvroCodec
 
 log = logging.getLogger(__name__)
 
 Submit = Callable[[Batch], Awaitable[None]]
+
+#: Consumed lists in flight (fed, not yet windowed) per decode lane.
+_LISTS_PER_LANE = 4
 
 
 class Retractions(Protocol):
@@ -110,15 +78,10 @@ class Retractions(Protocol):
         """Unblock ``numbers`` this instance blocked (they opted in again)."""
         ...
 
-STAGE_WINDOW = "window"
-_UNSEEN: Any = object()
-#: Consumed lists in flight (fed, not yet windowed) per decode lane.
-_LISTS_PER_LANE = 4
-
 
 @dataclass
 class IngestStats:
-    """Counters since start (the metrics module reads what it needs from here)."""
+    """Counters since start (tests and benchmarks read them; the metrics say the same)."""
 
     consumed: int = 0
     decoded: int = 0
@@ -126,7 +89,6 @@ class IngestStats:
     audited: int = 0
     opt_outs_published: int = 0
     batches: int = 0
-    dropped_on_revoke: int = 0
     commits: int = 0
 
 
@@ -140,21 +102,17 @@ class IngestPipeline:
             :meth:`dead_letter_batch`. An exception from it stops the pipeline.
         producer: a started producer for audit, DLQ and DNC records (not closed here).
         dnc: the DNC materialiser (started here if needed, not closed here).
+        gate: asked before a batch is handed to ``submit`` and before every attempt
+            (:meth:`prune_for_send`); by default open once the DNC table is bootstrapped.
         consumer_overrides: librdkafka settings laid over :func:`consumer_config`.
         clock: monotonic seconds for the window (tests inject their own).
         commit_interval_s: how often committable offsets are committed.
-        tick_s: how often the window's age and the backpressure are checked.
+        tick_s: how often the window's age and the flow control are checked.
         max_queued_batches: flushed batches waiting for ``submit`` before the consumer pauses.
-        decode_pool: where records are decoded and normalised (built from settings by
-            default: ``ingest.workers`` worker processes).
-        stats_cb: receives librdkafka's statistics JSON (on the consumer thread) every
-            ``kafka.statistics_interval_ms``.
-        retract: CXone-side opt-outs (:class:`connector.pipeline.dnc_group.DncGroupPusher`): every
-            CRM opt-out's number is pushed and the opt-out settles once that is acknowledged;
-            the numbers of every flushed batch are released first (opted in again).
-            ``None``: opt-outs only cancel what is still pending.
-        metrics: the events, batches, commit, paused and unsettled families (a private
-            registry when ``None``). Counted per consumed list, not per record, where possible.
+        decode_pool: where records are decoded (``ingest.workers`` processes by default).
+        stats_cb: librdkafka's statistics JSON of the consumer (on the consumer thread).
+        retract: CXone-side opt-outs (:class:`connector.pipeline.dnc_group.DncGroupPusher`).
+        metrics: the metric families (a private registry when ``None``).
     """
 
     def __init__(
@@ -164,6 +122,7 @@ class IngestPipeline:
         submit: Submit,
         producer: AsyncProducer,
         dnc: DncSource,
+        gate: SendGate | None = None,
         consumer_overrides: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         commit_interval_s: float = 1.0,
@@ -178,21 +137,21 @@ class IngestPipeline:
         self._metrics = metrics if metrics is not None else Metrics()
         self._invalid = {r: self._metrics.invalid.labels(reason=r) for r in INVALID_REASONS}
         self._dead_lettered = {s: self._metrics.dead_lettered.labels(stage=s) for s in DLQ_STAGES}
-        # The window's age deadline after the last window call: a flush's window age.
-        self._window_deadline: float | None = None
         self._submit_fn = submit
         self._retract = retract
         self.producer = producer
         self.dnc = dnc
+        self.gate = gate or SendGate([lambda: (dnc.ready, "the DNC table is not bootstrapped yet")])
         self._dead_letters = DeadLetterWriter(producer, settings.topics.dlq)
         self._audit_codec = AvroCodec("SuppressedContact")
         self._dnc_codec = AvroCodec("DncEntry")
         self.decode_pool = decode_pool or DecodePool(_decode_spec(settings), settings.ingest.workers)
-        self.window = Window(
-            WindowLimits(settings.window.max_items, settings.window.max_bytes, settings.window.max_age_s),
-            clock=clock, lookup_many=dnc.lookup_many,
-        )
-        self.tracker = OffsetTracker(settings.kafka.max_unsettled)
+        w = settings.window
+        self.core = IngestCore(WindowLimits(w.max_items, w.max_bytes, w.max_age_s), clock=clock,
+                               lookup_many=dnc.lookup_many, max_unsettled=settings.kafka.max_unsettled,
+                               max_queued_batches=max_queued_batches, release_on_flush=retract is not None)
+        # the window age of the previous output's flush (the batches' window-age metric)
+        self._window_deadline: float | None = None
         config = consumer_config(settings)
         config.update(consumer_overrides or {})
         self.consumer = ConsumerThread(
@@ -202,33 +161,25 @@ class IngestPipeline:
         )
         self._commit_interval_s = commit_interval_s
         self._tick_s = tick_s
-        self._max_queued = max(1, max_queued_batches)
         self.stats = IngestStats()
-
-        self._assigned: set[TP] = set()
-        self._queue: list[Batch] = []
         self._queue_changed = asyncio.Event()
-        self._submitting: Batch | None = None
-        self._paused = False
-        self._flowing = asyncio.Event()  # clear while paused: queued records wait too
+        self._flowing = asyncio.Event()  # clear while paused: lists already handed over wait too
         self._flowing.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._consume_task: asyncio.Task[None] | None = None
         # Consumed lists fed to the decode pool, in feed order; a slot is taken before a list is
-        # fetched from the consumer thread, so feeding never waits (nor can a cancelled feeder
-        # lose a list it already tracked).
+        # fetched, so feeding never waits (nor can a cancelled feeder lose a tracked list).
         self._in_flight: asyncio.Queue[_Chunk] = asyncio.Queue()
         self._slots = asyncio.Semaphore(_LISTS_PER_LANE * self.decode_pool.lanes)
-        self._processing = 0  # 1 while the processor holds a list taken off the queue
-        # Revoke generation: bumped by every revoke; a partition remembers the last one that hit it.
-        self._generation = 0
-        self._revoked_in: dict[TP, int] = {}
+        self._processing = 0
         self._failure: BaseException | None = None
         self._failed = asyncio.Event()
         self._stopping = False
         self._last_commit = 0.0
+        #: True while decoding waits for the Schema Registry (for readiness).
+        self.registry_unavailable = False
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ state
 
     @property
     def failure(self) -> BaseException | None:
@@ -238,7 +189,17 @@ class IngestPipeline:
     @property
     def assigned(self) -> frozenset[TP]:
         """Partitions this instance currently owns (as the loop knows them)."""
-        return frozenset(self._assigned)
+        return self.core.assigned
+
+    @property
+    def window(self) -> Window:
+        """The core's window (tests, benchmarks)."""
+        return self.core.window
+
+    @property
+    def tracker(self) -> OffsetTracker:
+        """The core's offset tracker (tests, benchmarks)."""
+        return self.core.tracker
 
     @property
     def in_flight(self) -> int:
@@ -248,19 +209,20 @@ class IngestPipeline:
     @property
     def paused(self) -> bool:
         """True while the pipeline holds the consumer paused for backpressure."""
-        return self._paused
+        return self.core.paused
+
+    # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Start the DNC source and the background tasks; returns at once.
 
-        Consumption begins only once the DNC bootstrap completed (within
-        ``dnc.bootstrap_timeout_s``; otherwise the pipeline fails with
-        :class:`connector.kafka.exceptions.DncBootstrapError`).
+        Consumption begins once the DNC table is bootstrapped (the gate decides when batches
+        go out; until then nothing is consumed, so nothing waits in memory).
         """
         await self.dnc.start()
         self._tasks = [
-            asyncio.create_task(self._guard(self._begin()), name="ingest-begin"),
-            asyncio.create_task(self._guard(self._submit_loop()), name="ingest-submit"),
+            asyncio.create_task(self._guard("begin", self._begin()), name="ingest-begin"),
+            asyncio.create_task(self._guard("submit", self._submit_loop()), name="ingest-submit"),
         ]
 
     async def wait(self) -> None:
@@ -289,22 +251,19 @@ class IngestPipeline:
             self._consume_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._consume_task
-            # Lists already fed are tracked: let the processor window them before the last flush.
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(TimeoutError):  # lists already fed are tracked: window them
                 async with asyncio.timeout(deadline):
                     while self._failure is None and self.in_flight:
                         await asyncio.sleep(0.01)
         if self._failure is None:
-            self._handle(self.window.flush_all("shutdown"))
+            self._apply(self.core.flush_all("shutdown"))
             try:
                 async with asyncio.timeout(deadline):
-                    while self._failure is None and (
-                        self.tracker.unsettled or self._queue or self._submitting
-                    ):
+                    while self._failure is None and (self.core.unsettled or self.core.queued):
                         await asyncio.sleep(0.02)
             except TimeoutError:
                 log.warning("shutdown: %d record(s) still unsettled after %.1fs; they will be read again",
-                            self.tracker.unsettled, deadline)
+                            self.core.unsettled, deadline)
             await self._commit()
         for task in self._tasks:
             task.cancel()
@@ -317,37 +276,40 @@ class IngestPipeline:
             log.error("closing the consumer failed: %s", exc)
         self._failed.set()
 
-    async def _guard(self, coro: Awaitable[None]) -> None:
+    async def _guard(self, stage: str, coro: Awaitable[None]) -> None:
         try:
             await coro
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            self._fail(exc)
+            self._fail(exc, stage)
 
-    def _fail(self, exc: BaseException) -> None:
+    def _fail(self, exc: BaseException, stage: str) -> None:
         if self._failure is None:
             self._failure = exc
-            log.error("ingest pipeline failed: %r", exc)
+            log.error("ingest stage %s failed: %s: %s", stage, type(exc).__name__, exc,
+                      exc_info=(type(exc), exc, exc.__traceback__))
         self._failed.set()
 
     async def _begin(self) -> None:
-        await self.dnc.wait_ready(self.settings.dnc.bootstrap_timeout_s)
+        await self.gate.wait_open()
         if self._stopping:
             return
         await self.decode_pool.start()
         if self._stopping:
             return
         await self.consumer.start()
-        self._consume_task = asyncio.create_task(self._guard(self._consume_loop()), name="ingest-consume")
-        self._tasks.append(asyncio.create_task(self._guard(self._process_loop()), name="ingest-process"))
-        self._tasks.append(asyncio.create_task(self._guard(self._tick_loop()), name="ingest-tick"))
+        self._consume_task = asyncio.create_task(self._guard("consume", self._consume_loop()),
+                                                 name="ingest-consume")
+        self._tasks.append(asyncio.create_task(self._guard("process", self._process_loop()),
+                                               name="ingest-process"))
+        self._tasks.append(asyncio.create_task(self._guard("tick", self._tick_loop()), name="ingest-tick"))
 
     # ------------------------------------------------------------- rebalance hooks
 
     def on_assigned(self, tps: list[TP]) -> None:
         """Consumer-thread hook (on the loop): partitions added."""
-        self._assigned.update(tps)
+        self.core.assign(tps)
 
     async def on_revoked(self, tps: list[TP]) -> Mapping[TP, int]:
         """Consumer-thread hook (on the loop): drop the partitions' state.
@@ -356,38 +318,13 @@ class IngestPipeline:
             The committable offsets of ``tps``, for the consumer thread to commit before the
             revoke completes.
         """
-        self._drop(tps)
-        revoked = set(tps)
-        committable = {tp: off for tp, off in self.tracker.committable().items() if tp in revoked}
-        self.tracker.revoke(tps)
+        committable, effects = self.core.revoke(tps)
+        self._apply(effects)
         return committable
 
     def on_lost(self, tps: list[TP]) -> None:
         """Consumer-thread hook (on the loop): partitions lost; drop, commit nothing."""
-        self._drop(tps)
-        self.tracker.revoke(tps)
-
-    def _drop(self, tps: Iterable[TP]) -> None:
-        revoked = set(tps)
-        self._assigned -= revoked
-        self._generation += 1
-        for tp in revoked:
-            self._revoked_in[tp] = self._generation
-        self.window.revoke(revoked)
-        kept: list[Batch] = []
-        for batch in self._queue:
-            contacts = [c for c in batch.contacts if c.source.tp not in revoked]
-            covered = [r for r in batch.covered if r.tp not in revoked]
-            self.stats.dropped_on_revoke += len(batch.covered) - len(covered)
-            if len(covered) == len(batch.covered):
-                kept.append(batch)
-            elif contacts:
-                kept.append(Batch.of(contacts, covered, batch.flush_reason, batch.created_at, batch.attempt))
-            elif covered:
-                self.tracker.settle_many(covered)  # only superseded records of kept partitions
-        self._queue = kept
-        # Records superseded by dropped ones come back through the window's next output.
-        self._handle(self.window.poll())
+        self._apply(self.core.lose(tps))
 
     # ------------------------------------------------------------------ consuming
 
@@ -402,7 +339,7 @@ class IngestPipeline:
                 if not messages:
                     continue
                 chunk = self._feed(messages)
-                self._backpressure()  # records count as unsettled from here on
+                self._flow()  # records count as unsettled from here on
                 if not chunk.parts:
                     continue
                 self._in_flight.put_nowait(chunk)
@@ -410,38 +347,38 @@ class IngestPipeline:
 
     def _feed(self, messages: list[Message]) -> _Chunk:
         """Track each record of an assigned partition and send it to its key's lane."""
-        assigned = self._assigned
-        track_run = self.tracker.track_run
+        core = self.core
         lanes = self.decode_pool.lanes
         self.stats.consumed += len(messages)
         self._metrics.events_consumed.inc(len(messages))
         parts = [_Part() for _ in range(lanes)]
-        # per partition: the offsets to track, or None when it is not assigned
-        runs: dict[tuple[str | None, int | None], list[int] | None] = {}
+        runs: dict[TP, Any] = {}  # per partition: offsets to track, or None when not assigned
+        count = 0
         for msg in messages:
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            tp = (topic, partition)
+            tp: TP = (topic, partition)  # type: ignore[assignment]  # a consumed message has both
             run = runs.get(tp, _UNSEEN)
             if run is _UNSEEN:
-                run = runs[tp] = [] if tp in assigned else None
+                run = runs[tp] = [] if core.is_assigned(tp) else None
             if run is None or offset is None:
                 continue  # revoked while it waited in the hand-off queue
             run.append(offset)
             # By key, not by partition: librdkafka hands over long runs of one partition, which
-            # would keep one lane busy and the others idle. A contact's records share a key, so
-            # they still meet one worker (and its phone cache), in consume order.
+            # would keep one lane busy. A key's records meet one worker (and its phone cache).
             key = msg.key()
             part = parts[hash(key) % lanes] if lanes > 1 and key else parts[0]
             part.messages.append(msg)
             part.refs.append(SourceRef(topic, partition, offset))  # type: ignore[arg-type]
             part.records.append((key, msg.value()))
+            part.indices.append(count)
+            count += 1
         for tp, run in runs.items():
             if run:
-                track_run(tp, run)  # type: ignore[arg-type]
-        submit = self.decode_pool.submit
+                core.track(tp, run)
         used = [(index, part) for index, part in enumerate(parts) if part.messages]
-        return _Chunk(self._generation, [part for _, part in used],
-                      [submit(index, part.records) for index, part in used])
+        submit = self.decode_pool.submit
+        return _Chunk(core.generation, [part for _, part in used], [index for index, _ in used],
+                      [submit(index, part.records) for index, part in used], count)
 
     async def _process_loop(self) -> None:
         """Take the decoded lists in feed order and window them (the processor)."""
@@ -450,212 +387,190 @@ class IngestPipeline:
             self._processing = 1
             try:
                 results = [await fut for fut in chunk.decoded]
-                self._process(chunk, results)  # synchronous: no rebalance interleaves with a list
+                results = await self._retry_unreachable(chunk, results)
+                # synchronous from here: no rebalance interleaves with a list
+                self._apply(self.core.receive(chunk.generation, _in_consume_order(chunk, results)))
             finally:
                 self._processing = 0
                 self._slots.release()
-            self._backpressure()
+            self._flow()
 
-    def _process(self, chunk: _Chunk, results: list[list[Decoded]]) -> None:
-        # Nothing was revoked since the list was fed (the common case): every record counts.
-        revoked = chunk.generation != self._generation
-        assigned = self._assigned
-        revoked_in = self._revoked_in
-        events: list[ContactEvent] = []
-        append = events.append
-        for part, decoded in zip(chunk.parts, results, strict=True):
-            for msg, ref, out in zip(part.messages, part.refs, decoded, strict=True):
-                if revoked and (ref.tp not in assigned or revoked_in.get(ref.tp, -1) >= chunk.generation):
-                    continue  # revoked while it was decoded
-                if out[0] != OK:
-                    stage, error_class, message, reason = out
-                    self._count_invalid(reason)
-                    self._dead_letter(msg, ref, stage, error_class, message)
-                    continue
-                headers = msg.headers()
-                append(ContactEvent(ref, msg.key(), msg.value(), plain_headers(headers) if headers else [],  # type: ignore[arg-type]
-                                    msg.timestamp()[1], *out[1:]))
-        self.stats.decoded += len(events)
-        self._metrics.events_decoded.inc(len(events))
-        if events:
-            self._handle(self.window.add_many(events))
+    async def _retry_unreachable(self, chunk: _Chunk, results: list[list[Decoded]]) -> list[list[Decoded]]:
+        """Decode again, with backoff, the lanes' parts holding a record the Schema Registry
+        could not be asked about: the list waits, nothing behind it overtakes it."""
+        delays: Iterator[float] | None = None
+        while any(out[0] == STAGE_RETRY for decoded in results for out in decoded):
+            if delays is None:
+                delays = backoff(0.5, 30.0)
+                log.warning("the schema registry cannot be reached; decoding pauses and retries")
+            self.registry_unavailable = True
+            self._metrics.decode_retries.inc()
+            await asyncio.sleep(next(delays))
+            for i, (lane, part) in enumerate(zip(chunk.lanes, chunk.parts, strict=True)):
+                if any(out[0] == STAGE_RETRY for out in results[i]):
+                    results[i] = await self.decode_pool.submit(lane, part.records)
+        if delays is not None:
+            log.info("the schema registry answers again; decoding resumes")
+        self.registry_unavailable = False
+        return results
 
-    def _count_invalid(self, reason: str) -> None:
-        child = self._invalid.get(reason)
-        # a reason outside INVALID_REASONS (``validate``) is counted as "other"
-        (child if child is not None else self._metrics.invalid.labels(reason=reason)).inc()
+    # ------------------------------------------------------------ effects
 
-    # ------------------------------------------------------------ window outputs
-
-    def _handle(self, out: WindowOutput) -> None:
-        # every window call passes through here: remember when the current window started
-        flushed_deadline = self._window_deadline
-        self._window_deadline = self.window.deadline()
-        if not out:
-            return
-        if out.released:
-            self.tracker.settle_many(out.released)
-        for rejected in out.rejects:
-            self._reject(rejected)
-        if self._retract is not None:
-            # in flush order with the opt-outs around them: a later opt-out blocks again
-            for batch in out.batches:
-                self._retract.release(contact.phone_e164 for contact in batch.contacts)
-        if out.audits:
-            self._audit(out.audits)
-        if out.batches:
-            max_items, max_age = self.settings.window.max_items, self.settings.window.max_age_s
-            for batch in out.batches:
-                self.stats.batches += 1
-                # a second batch in one output is a window that started within this call
-                age = batch.created_at - (flushed_deadline - max_age) if flushed_deadline is not None else 0.0
-                flushed_deadline = None
-                self._metrics.observe_flush(len(batch.contacts), max_items, max(0.0, age), batch.flush_reason)
-                log.debug("batch %s: %d contact(s), %d record(s), reason %s", batch.batch_id,
-                          len(batch.contacts), len(batch.covered), batch.flush_reason)
-            self._queue.extend(out.batches)
+    def _apply(self, effects: Effects) -> None:
+        """Carry out one core call's effects."""
+        if effects.decoded:
+            self.stats.decoded += effects.decoded
+            self._metrics.events_decoded.inc(effects.decoded)
+        for dead in effects.dead_letters:
+            self._send_dead_letter(dead)
+        if self._retract is not None and effects.releases:
+            self._retract.release(effects.releases)
+        if effects.audits:
+            self._settle_when_acked(self._audit(effects.audits), [r for a in effects.audits for r in a.covered])
+        if effects.batches:
+            self._observe_flushes(effects.batches)
             self._queue_changed.set()
 
+    def _observe_flushes(self, batches: Sequence[Batch]) -> None:
+        flushed_deadline = self._window_deadline
+        self._window_deadline = self.core.window.deadline()
+        max_items, max_age = self.settings.window.max_items, self.settings.window.max_age_s
+        for batch in batches:
+            self.stats.batches += 1
+            # a second batch in one output is a window that started within this call
+            age = batch.created_at - (flushed_deadline - max_age) if flushed_deadline is not None else 0.0
+            flushed_deadline = None
+            self._metrics.observe_flush(len(batch.contacts), max_items, max(0.0, age), batch.flush_reason)
+            log.debug("batch %s: %d contact(s), %d record(s), reason %s", batch.batch_id,
+                      len(batch.contacts), len(batch.covered), batch.flush_reason)
+
     def _settle_when_acked(self, futures: list[asyncio.Future[None]], refs: Iterable[SourceRef]) -> None:
-        """Settle ``refs`` once every future resolved successfully; fail the pipeline otherwise."""
+        """Settle ``refs`` once every future resolved; a refused record stops the pipeline."""
         covered = tuple(refs)
         remaining = len(futures)
 
         def done(fut: asyncio.Future[None]) -> None:
             nonlocal remaining
             if fut.cancelled() or fut.exception() is not None:
-                self._fail(fut.exception() or asyncio.CancelledError())
+                self._fail(fut.exception() or asyncio.CancelledError(), "publish")
                 return
             remaining -= 1
             if remaining == 0:
-                self.tracker.settle_many(covered)
+                self.core.settle(covered)
 
         for fut in futures:
             fut.add_done_callback(done)
 
-    def _dead_letter(self, msg: Message, ref: SourceRef, stage: str, error_class: str, message: str) -> None:
-        self._send_dead_letter(msg.key(), msg.value(), plain_headers(msg.headers()), ref, stage,
-                               error_class, message, (ref,))
-
-    def _send_dead_letter(
-        self,
-        key: bytes | None,
-        value: bytes | None,
-        headers: Iterable[tuple[str, bytes | None]] | None,
-        ref: SourceRef,
-        stage: str,
-        error_class: str,
-        message: str,
-        covered: Iterable[SourceRef],
-    ) -> asyncio.Future[None] | None:
+    def _send_dead_letter(self, dead: DeadLetter) -> None:
+        if dead.reason:
+            child = self._invalid.get(dead.reason)
+            # a reason outside INVALID_REASONS is counted as "other"
+            (child if child is not None else self._metrics.invalid.labels(reason=dead.reason)).inc()
+        self._count_dead_letters(dead.stage, 1)
         self.stats.dead_lettered += 1
-        self._count_dead_letters(stage, 1)
-        try:
-            fut = self._dead_letters.send_nowait(
-                key=key, value=value, headers=headers, topic=ref.topic, partition=ref.partition,
-                offset=ref.offset, stage=stage, error_class=error_class, message=message,
-            )
-        except KafkaError as exc:
-            self._fail(exc)
-            return None
-        self._settle_when_acked([fut], covered)
-        return fut
+        source = dead.source
+        fut = self._dead_letters.send_nowait(
+            key=dead.key, value=dead.value, headers=dead.headers, topic=source.topic, partition=source.partition,
+            offset=source.offset, stage=dead.stage, error_class=dead.error_class, message=dead.message,
+        )
+        self._settle_when_acked([fut], dead.covered)
 
     def _count_dead_letters(self, stage: str, n: int) -> None:
         child = self._dead_lettered.get(stage)
         (child if child is not None else self._metrics.dead_lettered.labels(stage=stage)).inc(n)
 
-    def _reject(self, rejected: Rejected) -> None:
-        event = rejected.event
-        self._send_dead_letter(event.key, event.raw, event.headers, event.source, STAGE_WINDOW,
-                               f"connector.windowing.{rejected.reason}", rejected.message, rejected.covered)
+    def _audit(self, audits: Sequence[Audit]) -> list[asyncio.Future[None]]:
+        """Write audit records (and each opt-out's DNC record or CXone push) as one group.
 
-    def _audit(self, audits: Sequence[AuditOutcome]) -> None:
-        """Write one window output's audit records (and opt-out side effects) as one group;
-        settle everything they cover once all are acknowledged."""
-        winners = {a.event.contact_id: a for a in audits if a.reason == REASON_DNC}
-        suppressed_topic, dnc_topic = self.settings.topics.suppressed, self.settings.topics.dnc
-        publish = self.settings.dnc.publish_opt_outs
+        Returns:
+            The futures that must all resolve before the audited records settle.
+        """
+        topics, dnc = self.settings.topics, self.settings.dnc
         encode, encode_dnc = self._audit_codec.encode, self._dnc_codec.encode
         checked_at = int(time.time() * 1000)
         records: list[Record] = []
         futures: list[asyncio.Future[None]] = []
-        covered: list[SourceRef] = []
         counts: dict[tuple[str, str], int] = {}
-        try:
-            for audit in audits:
-                event = audit.event
-                reason, list_name = audit.reason, audit.list_name
-                if reason == REASON_CANCELLED:
-                    reason = REASON_OPTED_OUT
-                elif reason == REASON_SUPERSEDED:
-                    winner = winners.get(event.contact_id)
-                    reason, list_name = (REASON_DNC, winner.list_name) if winner is not None else ("UNKNOWN", None)
-                source = event.source
-                record = {
-                    "event_id": event.event_id,
-                    "contact_id": event.contact_id,
-                    "phone_e164": event.phone_e164,
-                    "reason": reason,
-                    "list_name": list_name,
-                    "check_stage": audit.stage,
-                    "checked_at": checked_at,
-                    "source_topic": source.topic,
-                    "source_partition": source.partition,
-                    "source_offset": source.offset,
-                }
-                # built field by field with the schema's types: no validation pass needed
-                records.append((suppressed_topic, encode(record, check=False), event.contact_id.encode("utf-8")))
-                if audit.reason == REASON_OPTED_OUT:
-                    if publish:
-                        entry = {"list_name": self.settings.dnc.opt_out_list, "reason": "crm opt-out",
-                                 "added_at": event.changed_at_ms, "expires_at": None}
-                        records.append((dnc_topic, encode_dnc(entry, check=False), event.phone_e164.encode("ascii")))
-                        self.stats.opt_outs_published += 1
-                    if self._retract is not None:
-                        futures.append(self._retract.push(event.phone_e164))
-                covered.extend(audit.covered)
-                # the window's own reason (finer than the audit record's); DNC at flush apart
-                label = "dnc_at_flush" if audit.reason == REASON_DNC and audit.stage == STAGE_FLUSH else audit.reason
-                counts[(label, list_name or "")] = counts.get((label, list_name or ""), 0) + 1
-            futures.append(self.producer.produce_many_nowait(records))
-        except (KafkaError, SerdeError) as exc:
-            self._fail(exc)
-            return
+        for audit in audits:
+            event, source = audit.event, audit.event.source
+            record = {
+                "event_id": event.event_id, "contact_id": event.contact_id, "phone_e164": event.phone_e164,
+                "reason": audit.reason, "list_name": audit.list_name, "check_stage": audit.stage,
+                "checked_at": checked_at, "source_topic": source.topic, "source_partition": source.partition,
+                "source_offset": source.offset,
+            }
+            # built field by field with the schema's types: no validation pass needed
+            records.append((topics.suppressed, encode(record, check=False), event.contact_id.encode("utf-8")))
+            if audit.opt_out:
+                if dnc.publish_opt_outs:
+                    entry = {"list_name": dnc.opt_out_list, "reason": "crm opt-out",
+                             "added_at": event.changed_at_ms, "expires_at": None}
+                    records.append((topics.dnc, encode_dnc(entry, check=False),
+                                    dnc_key(dnc.opt_out_list, event.phone_e164)))
+                    self.stats.opt_outs_published += 1
+                if self._retract is not None:
+                    futures.append(self._retract.push(event.phone_e164))
+            counts[(audit.label, audit.list_name or "")] = counts.get((audit.label, audit.list_name or ""), 0) + 1
+        futures.append(self.producer.produce_many_nowait(records))
         self.stats.audited += len(audits)
         for (label, list_label), n in counts.items():
             self._metrics.suppressed.labels(reason=label, list=list_label).inc(n)
-        self._settle_when_acked(futures, covered)
+        return futures
 
     # ------------------------------------------------------------------ delivery
 
     async def _submit_loop(self) -> None:
         while True:
-            while not self._queue:
+            batch = self.core.take_batch()
+            if batch is None:
                 self._queue_changed.clear()
                 await self._queue_changed.wait()
-            if not self.dnc.ready:  # belt and braces: consumption starts only after it anyway
-                await self.dnc.wait_ready(self.settings.dnc.bootstrap_timeout_s)
-            batch = self._queue.pop(0)
-            self._submitting = batch
+                continue
             try:
+                await self.gate.wait_open()
                 await self._submit_fn(batch)
             finally:
-                self._submitting = None
-            self._backpressure()
+                self.core.handed_over()
+            self._flow()
+
+    async def prune_for_send(self, batch: Batch) -> Batch | None:
+        """The send-time DNC check, called by delivery before every submit attempt.
+
+        Waits until the gate is open (the DNC table current, every list fresh enough), then
+        looks every number up again. Contacts a DNC list took since the flush are audited
+        (stage ``SEND``) and left out.
+
+        Returns:
+            The batch to send (itself when nothing changed), or None when no contact is left;
+            every record it covers is then settled here, once the audits were acknowledged.
+
+        Raises:
+            connector.kafka.exceptions.ProduceError: an audit record was refused for good.
+        """
+        await self.gate.wait_open()
+        blocked = self.dnc.lookup_many([contact.phone_e164 for contact in batch.contacts])
+        pruned, audits = self.core.prune(batch, blocked)
+        if audits:
+            log.warning("batch %s: %d contact(s) joined a DNC list before a submit attempt; not sent",
+                        batch.batch_id, len(audits))
+            await asyncio.gather(*self._audit(audits))
+        if pruned is None:
+            self.core.settle_batch(batch)
+            self._flow()
+        return pruned
 
     async def settle_batch(self, batch: Batch) -> None:
         """The batch's job COMPLETED and its job event was acknowledged: settle every covered
         record (records of partitions revoked meanwhile are ignored)."""
-        self.tracker.settle_offsets(batch.covered_offsets())
-        self._backpressure()
+        self.core.settle_batch(batch)
+        self._flow()
 
     async def dead_letter_batch(self, batch: Batch, *, stage: str, error_class: str, message: str) -> None:
         """Send each contact's original record to the DLQ, wait for the acks, then settle every
         covered record (superseded records are settled with their winner, not re-sent).
 
         Raises:
-            connector.kafka.exceptions.ProduceError: a dead letter was not acknowledged; the
+            connector.kafka.exceptions.ProduceError: a dead letter was refused for good; the
                 batch stays unsettled.
         """
         futures = []
@@ -668,52 +583,55 @@ class IngestPipeline:
                 offset=contact.source.offset, stage=stage, error_class=error_class, message=message,
             ))
         await asyncio.gather(*futures)
-        self.tracker.settle_offsets(batch.covered_offsets())
-        self._backpressure()
+        self.core.settle_batch(batch)
+        self._flow()
 
     # ------------------------------------------------------------- ticker, commits
 
     async def _tick_loop(self) -> None:
         while True:
             await asyncio.sleep(self._tick_s)
-            self._handle(self.window.poll())
-            self._backpressure()
-            self._metrics.unsettled.set(self.tracker.unsettled)
-            self._metrics.paused_partitions.set(len(self._assigned) if self._paused else 0)
+            self._apply(self.core.poll())
+            self._flow()
+            self._metrics.unsettled.set(self.core.unsettled)
+            self._metrics.paused_partitions.set(len(self.core.assigned) if self.core.paused else 0)
             now = time.monotonic()
             if now - self._last_commit >= self._commit_interval_s:
                 self._last_commit = now
                 await self._commit()
 
     async def _commit(self) -> None:
-        offsets = self.tracker.committable()
+        offsets = self.core.committable()
         if not offsets:
             return
         started = time.monotonic()
         try:
             done = await self.consumer.commit(offsets)
         except KafkaError as exc:
+            if not exc.retriable:
+                raise
             log.warning("commit failed (%s); retrying at the next interval", exc)
             return
         self._metrics.commit_duration.observe(time.monotonic() - started)
-        self.tracker.mark_committed(done)
+        self.core.committed(done)
         self.stats.commits += 1
 
-    def _backpressure(self) -> None:
+    def _flow(self) -> None:
         if self._stopping or self._consume_task is None:
             return
-        queued = len(self._queue)
-        if not self._paused and (self.tracker.over_limit or queued >= self._max_queued):
-            self._paused = True
+        decision = self.core.flow()
+        if decision is True:
             self._flowing.clear()
             _detach(self.consumer.pause())
             log.info("backpressure: pausing (%d unsettled, %d batch(es) queued)",
-                     self.tracker.unsettled, queued)
-        elif self._paused and self.tracker.under_resume_mark and queued < self._max_queued:
-            self._paused = False
+                     self.core.unsettled, self.core.queued)
+        elif decision is False:
             self._flowing.set()
             _detach(self.consumer.resume())
-            log.info("backpressure: resuming (%d unsettled)", self.tracker.unsettled)
+            log.info("backpressure: resuming (%d unsettled)", self.core.unsettled)
+
+
+_UNSEEN: Any = object()
 
 
 def _detach(fut: asyncio.Future[Any]) -> None:
@@ -731,15 +649,34 @@ def _decode_spec(settings: Settings) -> DecodeSpec:
                       default_region=settings.phones.default_region, cache_size=settings.phones.cache_size)
 
 
+def _in_consume_order(chunk: _Chunk, results: list[list[Decoded]]) -> list[Consumed]:
+    """The list's records with their answers, back in consume order."""
+    if len(chunk.parts) == 1:  # one lane: already in order
+        part = chunk.parts[0]
+        return [Consumed(ref, msg.key(), msg.value(), _headers(msg), msg.timestamp()[1], out)
+                for msg, ref, out in zip(part.messages, part.refs, results[0], strict=True)]
+    ordered: list[Any] = [None] * chunk.size
+    for part, decoded in zip(chunk.parts, results, strict=True):
+        for msg, ref, index, out in zip(part.messages, part.refs, part.indices, decoded, strict=True):
+            ordered[index] = Consumed(ref, msg.key(), msg.value(), _headers(msg), msg.timestamp()[1], out)
+    return ordered
+
+
+def _headers(msg: Message) -> list[tuple[str, bytes]]:
+    headers = msg.headers()
+    return plain_headers(headers) if headers else []
+
+
 class _Part:
     """The records of one consumed list sent to one decode lane."""
 
-    __slots__ = ("messages", "records", "refs")
+    __slots__ = ("indices", "messages", "records", "refs")
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self.refs: list[SourceRef] = []
         self.records: list[tuple[bytes | None, bytes | None]] = []
+        self.indices: list[int] = []  # each record's place in the consumed list
 
 
 @dataclass(slots=True)
@@ -748,4 +685,6 @@ class _Chunk:
 
     generation: int
     parts: list[_Part]
+    lanes: list[int]
     decoded: list[asyncio.Future[list[Decoded]]]
+    size: int
