@@ -369,3 +369,32 @@ async def test_stop_windows_the_lists_still_in_the_workers(kafka_bootstrap: str,
         assert pipeline.tracker.unsettled == 0
         assert sum(len(b.covered) for b in env.batches) == consumed
     assert committed(kafka_bootstrap, env.group, env.topics["contacts"])[0] == consumed
+
+
+async def test_two_workers_keep_consume_order_when_record_keys_are_not_contact_ids(
+    kafka_bootstrap: str, topic_factory: Any
+) -> None:
+    # The keys (event ids) spread one contact's records over both decode lanes; the window must
+    # still see them in consume order, so the newest write of each contact wins.
+    env = Env(kafka_bootstrap, topic_factory, window={"max_age_s": 0.5}, workers=2, consume_batch_size=500)
+    contacts = [f"c{i}" for i in range(20)]
+    records: list[tuple[bytes | None, bytes | None]] = []
+    for round_ in range(10):
+        for i, contact in enumerate(contacts):
+            last = round_ == 9
+            opted_in = not last if i % 2 else True  # odd contacts end with an opt-out
+            records.append((f"k-{round_}-{i}".encode(),
+                            event(contact, f"+1415555{i:04d}", opted_in=opted_in, first_name=f"r{round_}")))
+    send(kafka_bootstrap, env.topics["contacts"], records, partition=0)
+    async with env.pipeline() as pipeline:
+        await until(lambda: pipeline.tracker.unsettled == 0 and pipeline.stats.consumed >= len(records), 20)
+    emitted_last: dict[str, str | None] = {}
+    for batch in env.batches:
+        for contact in batch.contacts:
+            emitted_last[contact.contact_id] = contact.first_name
+    odd = {c for i, c in enumerate(contacts) if i % 2}
+    # an opted-out contact may have had an earlier batch, but never one after its opt-out's flush
+    assert all(emitted_last.get(c) == "r9" for c in contacts if c not in odd)
+    last_batch_of = {c.contact_id: n for n, b in enumerate(env.batches) for c in b.contacts}
+    final_batch = len(env.batches) - 1
+    assert not any(last_batch_of.get(c) == final_batch and emitted_last[c] == "r9" for c in odd)
