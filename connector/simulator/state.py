@@ -270,10 +270,7 @@ class SimState:
 
     def call_list_named(self, name: str) -> ContactList | None:
         """The call list whose ``listName`` is ``name``, if any."""
-        for lst in self.lists.values():
-            if lst.profile == "call-lists" and lst.name == name:
-                return lst
-        return None
+        return next((lst for lst in self.lists.values() if lst.profile == "call-lists" and lst.name == name), None)
 
     def create_call_list(
         self, name: str, external_id_column: str, phone_column: str, mappings: list[dict[str, str]],
@@ -456,9 +453,8 @@ class SimState:
         return self.dnc.add(group_id, records, self.clock())
 
     def dialable(self, list_id: str) -> dict[str, dict[str, Any]]:
-        """The list's contacts that a dialler would call: its valid records whose number is in
-        no DNC group (as skills scrubbed by the groups see it; the list itself keeps every
-        record, and rejected records are never dialled).
+        """The list's valid records whose number is in no DNC group: what a dialler scrubbed by
+        the groups would call (rejected records are never dialled).
 
         Raises:
             KeyError: no such list.
