@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -122,7 +123,8 @@ class CXoneSettings:
 
     ``v2`` uses ``base_url``, ``client_id``/``client_secret`` and ``scopes``. ``call-lists``
     uses ``auth_base_url`` for OpenID and API discovery, ``access_key_id``/
-    ``access_key_secret`` for the password grant, and ``api_base_url`` only when discovery
+    ``access_key_secret`` for the password grant (``auth_method = "password"``) or the
+    access-key token call (``"access_key"``), and ``api_base_url`` only when discovery
     must be bypassed.
     """
 
@@ -135,11 +137,28 @@ class CXoneSettings:
     contact_list_id: str = "12345678-1234-1234-1234-123456789012"
     auth_base_url: str = ""
     api_base_url: str = ""
-    api_version: str = "v33.0"
+    api_version: str = "v34.0"
+    #: call-lists: ``password`` (OIDC password grant, client id/secret as Basic auth) or
+    #: ``access_key`` (``POST /authentication/v1/token/access-key`` with JSON).
+    auth_method: Literal["password", "access_key"] = "password"
+    #: call-lists, ``access_key``: the token URL; empty derives it from ``auth_base_url``.
+    access_key_token_url: str = ""
     access_key_id: str = ""
     access_key_secret: Secret | None = None
     call_list_id: str = ""
     skill_id: int = 0
+    #: call-lists: CSV column (and create-list ``timeZoneColumn``) for each record's time zone;
+    #: empty sends none.
+    time_zone_column: str = "timeZone"
+    #: call-lists: the upload's ``defaultTimeZone`` for records without one (empty: not sent).
+    default_time_zone: str = ""
+    #: call-lists: how DNC-group records carry numbers: ``digits`` (an integer, no ``+``, as
+    #: the live-checked client sends) or ``e164`` (a ``+`` string).
+    dnc_phone_format: Literal["digits", "e164"] = "digits"
+    #: call-lists: allow ``removeProspects`` (Proactive XS sources only; off by default).
+    remove_prospects: bool = False
+    #: call-lists: the ``sourceName`` of ``removeProspects``; empty uses the connector's list name.
+    prospect_source_name: str = ""
     #: call-lists only: a CXone DNC group that every CRM opt-out is added to, so a contact
     #: delivered before its opt-out is never dialled (empty: off). See docs/architecture.md.
     dnc_group_id: str = ""
@@ -293,7 +312,7 @@ def _validate(settings: Settings, problems: list[tuple[str, str]]) -> None:
         problems.append(("kafka.schema_registry_url", "required when kafka.value_format is 'confluent'"))
     if settings.callbacks.urls and settings.callbacks.secret is None:
         problems.append(("callbacks.secret", "required when callbacks.urls is set (HMAC signature)"))
-    for url_key in ("base_url", "auth_base_url", "api_base_url", "ws_url"):
+    for url_key in ("base_url", "auth_base_url", "api_base_url", "ws_url", "access_key_token_url"):
         url = getattr(settings.cxone, url_key)
         if url and not url.startswith(("http://", "https://", "ws://", "wss://")):
             problems.append((f"cxone.{url_key}", "must be an http(s):// or ws(s):// URL"))
@@ -301,6 +320,17 @@ def _validate(settings: Settings, problems: list[tuple[str, str]]) -> None:
         problems.append(("cxone.dnc_group_id", "the v2 profile has no DNC-group endpoint; only call-lists uses it"))
     if settings.cxone.profile == "call-lists" and not settings.cxone.auth_base_url:
         problems.append(("cxone.auth_base_url", "required for the call-lists profile (OpenID discovery)"))
+    _validate_cxone(settings.cxone, problems)
+
+
+def _validate_cxone(cx: CXoneSettings, problems: list[tuple[str, str]]) -> None:
+    """Checks of the CXone API details (version, time-zone column, removeProspects)."""
+    if not re.fullmatch(r"v[0-9]+\.0", cx.api_version):
+        problems.append(("cxone.api_version", "must look like v34.0"))
+    if cx.time_zone_column in ("externalId", "phone", "firstName", "lastName", "email"):
+        problems.append(("cxone.time_zone_column", "must not be a column the upload file already has"))
+    if cx.remove_prospects and cx.profile != "call-lists":
+        problems.append(("cxone.remove_prospects", "only the call-lists profile has removeProspects"))
 
 
 def load_settings(

@@ -5,8 +5,11 @@ lifetime for short-lived tokens) before expiry, or after :meth:`TokenCache.inval
 (a 401). Concurrent callers share one refresh: they queue on one lock and re-check.
 
 ``v2_token_fetcher`` does the client-credentials grant with scopes. :class:`CallListsAuth`
-does OpenID discovery, the access-key password grant with HTTP Basic client auth, and API
-discovery from the token's ``tenantId`` claim. Tokens and secrets are never logged.
+gets a token either by OpenID discovery and the access-key password grant with HTTP Basic
+client auth (``cxone.auth_method = "password"``), or by the access-key token call
+(``"access_key"``: ``POST /authentication/v1/token/access-key`` with JSON), then discovers
+the API from the token's ``tenantId`` claim. Every token call asks for JSON. Tokens and
+secrets are never logged.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from connector.config import CXoneSettings, Secret
 from connector.cxone.backoff import retry_delay
 from connector.cxone.exceptions import AuthError, CXoneError, ProtocolError, RetriesExhaustedError
-from connector.cxone.http import Http, request_with_retries, retry_reason
+from connector.cxone.http import ACCEPT_JSON, Http, request_with_retries, retry_reason
 
 if TYPE_CHECKING:
     from connector.ops.metrics import Metrics
@@ -32,7 +35,9 @@ log = logging.getLogger(__name__)
 
 #: ``(access_token, expires_in_seconds)``.
 Fetch = Callable[[], Awaitable[tuple[str, float]]]
-FORM = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded", **ACCEPT_JSON}
+#: The access-key token call, below ``auth_base_url`` unless ``access_key_token_url`` says otherwise.
+ACCESS_KEY_PATH = "/authentication/v1/token/access-key"
 
 
 class TokenCache:
@@ -131,23 +136,31 @@ def v2_token_fetcher(
             "client_secret": _secret(settings.client_secret, "client_secret"),
             "scope": settings.scopes,
         })
-        resp = await _post_form(http, url, form, None, settings, delays(), sleep)
+        resp = await _post_token(http, url, settings, delays(), sleep, form=form)
         return _token_answer(resp)
 
     return fetch
 
 
-async def _post_form(
-    http: Http, url: str, form: str, basic: str | None, settings: CXoneSettings,
-    delays: Iterator[float], sleep: Callable[[float], Awaitable[None]],
+async def _post_token(
+    http: Http, url: str, settings: CXoneSettings, delays: Iterator[float],
+    sleep: Callable[[float], Awaitable[None]], *, form: str | None = None, json: Any = None,
+    basic: str | None = None,
 ) -> Any:
-    """POST a token request with retries on 429/5xx/I-O; a 400/401 is an :class:`AuthError`."""
+    """POST a token request (a ``form``, or a ``json`` body) with retries on 429/5xx/I-O.
+
+    Raises:
+        AuthError: a 400, 401 or 403 answer (its body is never kept: it may echo secrets).
+        RetriesExhaustedError: retriable failures for every allowed attempt.
+        CXoneError: any other failure (see :meth:`Http.check`).
+    """
     attempt = 0
+    base = FORM if json is None else ACCEPT_JSON
     while True:
         attempt += 1
         try:
-            headers = FORM if basic is None else {**FORM, "Authorization": basic}
-            resp = await http.send("POST", url, headers=headers, data=form, endpoint="token")
+            headers = base if basic is None else {**base, "Authorization": basic}
+            resp = await http.send("POST", url, headers=headers, data=form, json=json, endpoint="token")
             if resp.status in (400, 401, 403):
                 # never echo the body: some servers reflect the submitted credentials
                 raise AuthError(resp.status, "token request refused")
@@ -185,8 +198,9 @@ class CallListsAuth:
 
     Args:
         http: the shared HTTP sender.
-        settings: ``auth_base_url``, ``client_id``/``client_secret``,
-            ``access_key_id``/``access_key_secret``, optional ``api_base_url``.
+        settings: ``auth_base_url``, ``auth_method`` (and ``access_key_token_url``),
+            ``client_id``/``client_secret`` (password grant), ``access_key_id``/
+            ``access_key_secret``, optional ``api_base_url``.
         delays: a fresh backoff iterator per call.
     """
 
@@ -218,6 +232,12 @@ class CallListsAuth:
 
     async def _fetch(self) -> tuple[str, float]:
         s = self._settings
+        if s.auth_method == "access_key":
+            url = s.access_key_token_url or s.auth_base_url.rstrip("/") + ACCESS_KEY_PATH
+            key = {"accessKeyId": s.access_key_id,
+                   "accessKeySecret": _secret(s.access_key_secret, "access_key_secret")}
+            body = await _post_token(self._http, url, s, self._delays(), self._sleep, json=key)
+            return _token_answer(body)
         endpoint = await self._discover_token_endpoint()
         # urlencode escapes "=" (and "+", "/") inside access keys, as CXone requires
         form = urllib.parse.urlencode({
@@ -225,8 +245,8 @@ class CallListsAuth:
             "username": s.access_key_id,
             "password": _secret(s.access_key_secret, "access_key_secret"),
         })
-        body = await _post_form(self._http, endpoint, form, basic_auth(s.client_id, s.client_secret), s,
-                                self._delays(), self._sleep)
+        body = await _post_token(self._http, endpoint, s, self._delays(), self._sleep, form=form,
+                                 basic=basic_auth(s.client_id, s.client_secret))
         return _token_answer(body)
 
     async def api_endpoint(self) -> str:

@@ -1,11 +1,12 @@
-"""The call-lists profile (published CXone API): CSV uploads and upload-job polling."""
+"""The call-lists profile (published CXone API): CSV uploads and upload-job polling, list
+record counts, DNC-group records (checked record by record) and ``removeProspects``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -23,6 +24,22 @@ from connector.cxone.protocol import (
     call_list_job_update,
     call_list_upload_bodies,
 )
+from connector.cxone.records import (
+    DncGroupHit,
+    DncRecordPage,
+    DncRecordsResult,
+    ListCounts,
+    Operation,
+    ProspectRemoval,
+    dnc_phone,
+    dnc_records_body,
+    parse_dnc_page,
+    parse_dnc_results,
+    parse_dnc_search,
+    parse_list_counts,
+    parse_prospect_removal,
+)
+from connector.errors import ConfigError
 
 if TYPE_CHECKING:
     from connector.ops.metrics import Metrics
@@ -79,6 +96,7 @@ class CallListsClient:
     async def ensure_list(self) -> str:
         """The calling list id: ``cxone.call_list_id``, or the id of the list mapping named
         :data:`DEFAULT_LIST_NAME`, created when missing (the API returns the existing one).
+        A created mapping maps ``cxone.time_zone_column`` as its ``timeZoneColumn``.
 
         Raises:
             CXoneError: the create call failed.
@@ -87,10 +105,13 @@ class CallListsClient:
         if not self.list_id:
             async with self._list_lock:
                 if not self.list_id:
-                    query = urllib.parse.urlencode({
+                    params = {
                         "listName": DEFAULT_LIST_NAME, "externalIdColumn": "externalId",
                         "firstNameColumn": "firstName", "lastNameColumn": "lastName",
-                    })
+                    }
+                    if self._settings.time_zone_column:
+                        params["timeZoneColumn"] = self._settings.time_zone_column
+                    query = urllib.parse.urlencode(params)
                     body = {"destinationMappings": [
                         {"fieldName": "PhoneNumber", "fieldValue": "phone"},
                         {"fieldName": "Email", "fieldValue": "email"},
@@ -115,8 +136,10 @@ class CallListsClient:
             ProtocolError: an answer without ``jobId``.
         """
         await self.ensure_list()
-        bodies = call_list_upload_bodies(batch.contacts, batch.idempotency_key(),
-                                         skill_id=self._settings.skill_id, max_records=self.max_records)
+        s = self._settings
+        bodies = call_list_upload_bodies(batch.contacts, batch.idempotency_key(), skill_id=s.skill_id,
+                                         max_records=self.max_records, time_zone_column=s.time_zone_column,
+                                         default_time_zone=s.default_time_zone)
         jobs: list[SubmittedJob] = []
         path = urllib.parse.quote(self.list_id, safe="") + "/upload"
         for index, body in enumerate(bodies):
@@ -126,29 +149,130 @@ class CallListsClient:
             jobs.append(SubmittedJob(call_list_job_id(answer), count))
         return jobs
 
-    async def add_dnc_records(self, group_id: str, numbers: list[str]) -> None:
+    async def add_dnc_records(self, group_id: str, numbers: list[str], *,
+                              raise_on_failure: bool = True) -> DncRecordsResult:
         """Add E.164 numbers to a DNC group (``POST /dnc-groups/{groupId}/records``); skills
         scrubbed by the group never dial them. Adding a number already there is harmless.
 
+        Numbers are sent as ``cxone.dnc_phone_format`` says (digits as an integer by
+        default). CXone answers per record inside a 200; a number is done only when its
+        record says ``success: true``.
+
+        Args:
+            raise_on_failure: raise :class:`DncRecordsError` when any record failed (the
+                default, so a caller that ignores the result never counts a failure as
+                done); False returns the result with its failures.
+
+        Returns:
+            One result per distinct number: ``result.succeeded`` (numbers),
+            ``result.failed`` (each with ``number``, masked ``error``, ``retriable``) and
+            each record's ``formatted_phone`` as CXone stored it.
+
         Raises:
+            DncRecordsError: some records failed (with ``raise_on_failure``); retriable
+                when one of the failures is.
             HTTPStatusError: a fatal answer (4xx), with status and body.
             RetriesExhaustedError: 429/5xx/I-O failures for every allowed attempt.
+            ProtocolError: an answer without ``recordResults``.
         """
-        await self._dnc_records("POST", group_id, numbers)
+        return await self._dnc_records("POST", "add", group_id, numbers, raise_on_failure)
 
-    async def remove_dnc_records(self, group_id: str, numbers: list[str]) -> None:
-        """Expire numbers in a DNC group (``DELETE /dnc-groups/{groupId}/records``).
+    async def remove_dnc_records(self, group_id: str, numbers: list[str], *,
+                                 raise_on_failure: bool = True) -> DncRecordsResult:
+        """Expire numbers in a DNC group (``DELETE /dnc-groups/{groupId}/records``), record by
+        record as :meth:`add_dnc_records` (same arguments, result and errors).
 
         Raises:
+            DncRecordsError: some records failed (with ``raise_on_failure``).
             HTTPStatusError: a fatal answer (4xx), with status and body.
             RetriesExhaustedError: 429/5xx/I-O failures for every allowed attempt.
+            ProtocolError: an answer without ``recordResults``.
         """
-        await self._dnc_records("DELETE", group_id, numbers)
+        return await self._dnc_records("DELETE", "expire", group_id, numbers, raise_on_failure)
 
-    async def _dnc_records(self, method: str, group_id: str, numbers: list[str]) -> None:
-        body = {"dncGroupRecords": [{"phoneNumber": number} for number in numbers]}
-        await self._call(method, urllib.parse.quote(group_id, safe="") + "/records", what="DNC group records",
-                         endpoint="dnc_records", json=body, resource="dnc-groups")
+    async def _dnc_records(self, method: str, operation: Operation, group_id: str, numbers: list[str],
+                           raise_on_failure: bool) -> DncRecordsResult:
+        body, sent, local = dnc_records_body(numbers, self._settings.dnc_phone_format)
+        if sent:
+            answer = await self._call(method, urllib.parse.quote(group_id, safe="") + "/records",
+                                      what="DNC group records", endpoint="dnc_records", json=body,
+                                      resource="dnc-groups")
+            result = parse_dnc_results(answer, operation, group_id, sent, local)
+        else:
+            result = DncRecordsResult(operation, group_id, tuple(local))
+        if not result.ok:
+            log.warning("DNC group %s %s: %d of %d record(s) failed", group_id, operation,
+                        len(result.failed), len(result.records))
+            if raise_on_failure:
+                result.raise_for_failures()
+        return result
+
+    async def list_dnc_records(self, group_id: str, *, top: int = 100, skip: int = 0) -> DncRecordPage:
+        """One page of a DNC group's records (``GET /dnc-groups/{groupId}/records?top=&skip=``).
+
+        Raises:
+            CXoneError: the request failed.
+            ProtocolError: the answer carries no ``dncRecords``.
+        """
+        query = urllib.parse.urlencode({"top": top, "skip": skip})
+        answer = await self._call("GET", f"{urllib.parse.quote(group_id, safe='')}/records?{query}",
+                                  what="DNC group records", endpoint="dnc_records", resource="dnc-groups")
+        return parse_dnc_page(answer)
+
+    async def find_dnc_groups(self, number: str) -> tuple[DncGroupHit, ...]:
+        """The DNC groups that hold an E.164 number (``POST /dnc-groups/search?phoneNumber=``).
+
+        Raises:
+            ValueError: ``number`` is not E.164.
+            CXoneError: the request failed.
+            ProtocolError: the answer carries no ``searchResults``.
+        """
+        query = urllib.parse.urlencode({"phoneNumber": dnc_phone(number, self._settings.dnc_phone_format)})
+        answer = await self._call("POST", "search?" + query, what="DNC search", endpoint="dnc_records",
+                                  resource="dnc-groups")
+        return parse_dnc_search(answer)
+
+    async def list_counts(self, list_id: str | None = None) -> ListCounts:
+        """The calling list's record counts (``GET /lists/call-lists/{listId}``): read them after
+        a job completed to learn how many rows CXone rejected (``invalid_records``).
+
+        Args:
+            list_id: the list; None is this client's list (created when needed).
+
+        Raises:
+            CXoneError: the request failed.
+            ProtocolError: the answer lacks a count.
+        """
+        target = list_id or await self.ensure_list()
+        answer = await self._call("GET", urllib.parse.quote(target, safe=""), what="call list counts",
+                                  endpoint="list_counts")
+        return parse_list_counts(answer, target)
+
+    async def remove_prospects(self, external_ids: Sequence[str]) -> ProspectRemoval:
+        """Remove records by external id (the CRM contact id) from the Proactive XS source
+        ``cxone.prospect_source_name`` (default :data:`DEFAULT_LIST_NAME`):
+        ``DELETE /lists/call-lists/{sourceName}/removeProspects``.
+
+        Returns:
+            ``removed`` ids and ``failed`` ``{externalId: resultCode}``; an id CXone did not
+            answer for is failed (``NoResult``). Check ``result.ok``: a failure is not removed.
+
+        Raises:
+            ConfigError: ``cxone.remove_prospects`` is off.
+            HTTPStatusError: a fatal answer (4xx, e.g. an unknown source), with status and body.
+            RetriesExhaustedError: 429/5xx/I-O failures for every allowed attempt.
+            ProtocolError: an answer with neither result array.
+        """
+        if not self._settings.remove_prospects:
+            raise ConfigError([("cxone.remove_prospects", "is off; removeProspects is not allowed")])
+        ids = list(dict.fromkeys(external_ids))
+        if not ids:
+            return ProspectRemoval(())
+        source = self._settings.prospect_source_name or DEFAULT_LIST_NAME
+        body = {"prospectsToRemove": [{"externalId": e} for e in ids]}
+        answer = await self._call("DELETE", urllib.parse.quote(source, safe="") + "/removeProspects",
+                                  what="removeProspects", endpoint="remove_prospects", json=body)
+        return parse_prospect_removal(answer, ids)
 
     async def job_status(self, job_id: str) -> JobUpdate:
         """GET the upload job.

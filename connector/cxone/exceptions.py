@@ -8,12 +8,18 @@
     │   ├── AuthError           401/403 after one token refresh (fatal)
     │   └── ClientError         any other 4xx: the request itself is wrong (fatal)
     ├── ProtocolError       a response that does not match the API (fatal)
+    ├── DncRecordsError     DNC-group records that failed inside a 200 (retriable when one of them is)
     └── RetriesExhaustedError  a retriable failure that outlived ``max_request_attempts`` (fatal)
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from connector.errors import ConnectorError
+
+if TYPE_CHECKING:
+    from connector.cxone.records import DncRecordsResult
 
 #: Response bodies kept on an error are cut to this many characters.
 BODY_LIMIT = 2000
@@ -74,6 +80,24 @@ class ClientError(HTTPStatusError):
 
 class ProtocolError(CXoneError):
     """A response whose shape does not match the API (missing field, not JSON, ...)."""
+
+
+class DncRecordsError(CXoneError):
+    """Some records of a DNC-group add or expire failed, though CXone answered 200.
+
+    The message counts them and names no number.
+
+    Attributes:
+        result: the per-number outcome (``result.failed``, ``result.succeeded``).
+    """
+
+    def __init__(self, result: DncRecordsResult) -> None:
+        self.result = result
+        failed = result.failed
+        super().__init__(
+            f"DNC group {result.operation}: {len(failed)} of {len(result.records)} record(s) failed",
+            retriable=any(r.retriable for r in failed),
+        )
 
 
 class RetriesExhaustedError(CXoneError):

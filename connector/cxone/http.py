@@ -1,8 +1,9 @@
 """The HTTP edge: one aiohttp session, error mapping, and the retry loop.
 
 ``Http.send`` performs one request and maps every aiohttp/OS error or timeout to a
-:class:`~connector.cxone.exceptions.TransportError`. ``request_with_retries`` adds the
-bearer token, refreshes it once on a 401, and retries retriable failures with backoff
+:class:`~connector.cxone.exceptions.TransportError`. ``request_with_retries`` adds
+``Accept: application/json`` (CXone answers "No known way to render data" without it) and
+the bearer token, refreshes it once on a 401, and retries retriable failures with backoff
 (``Retry-After`` honoured) up to ``max_attempts``.
 """
 
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+#: Sent with every CXone request (token calls included; see ``connector.cxone.auth``).
+ACCEPT_JSON = {"Accept": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +227,8 @@ async def request_with_retries(
 ) -> Response:
     """Send a request until it succeeds, fails fatally, or ``max_attempts`` are used.
 
-    A 401 invalidates the token and retries once at once; a second 401 is fatal. With a
+    Every attempt asks for JSON (``Accept: application/json``, unless ``headers`` names
+    another). A 401 invalidates the token and retries once at once; a second 401 is fatal. With a
     ``pacer`` every attempt waits for its turn first, and a 429 closes the pacer's gate for
     all requests of the client (see :mod:`connector.cxone.pacing`).
 
@@ -251,7 +255,7 @@ async def request_with_retries(
             if pacer is not None:
                 sent_at = await pacer.acquire(sleep, probe=probe)
                 probe = None
-            full_headers = dict(headers or {})
+            full_headers = {**ACCEPT_JSON, **(headers or {})}
             token = None
             if tokens is not None:
                 token = await tokens.get()

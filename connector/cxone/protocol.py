@@ -28,6 +28,8 @@ KNOWN_STATUSES = frozenset({QUEUED, IN_PROGRESS}) | TERMINAL
 
 V2_EVENT_TYPE = "outbound.contactlistitems.bulkinsert"
 V2_MAX_ITEMS = 10_000
+#: The v2 custom field that carries a contact's time zone (added only when it has one).
+V2_TIME_ZONE_FIELD = "timeZone"
 CALL_LISTS_MAX_RECORDS = 500_000
 CSV_COLUMNS = ("externalId", "phone", "firstName", "lastName", "email")
 
@@ -75,12 +77,22 @@ def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 # ---------------------------------------------------------------- v2 ---------------------
 
+def time_zone_of(contact: ContactEvent) -> str | None:
+    """The contact's time zone for calling hours, when it carries one (``time_zone``)."""
+    zone = getattr(contact, "time_zone", None)
+    return zone if isinstance(zone, str) and zone else None
+
+
 def v2_item(contact: ContactEvent) -> dict[str, Any]:
     """One bulk-insert item. CRM custom fields pass through; ``source`` and ``optInDate``
-    are added unless the CRM already sent fields of those names."""
+    are added unless the CRM already sent fields of those names, and ``timeZone`` likewise,
+    only when the contact carries a time zone."""
     custom: dict[str, str] = contact.custom_fields  # a copy already
     custom.setdefault("source", contact.source_system)
     custom.setdefault("optInDate", iso_utc(contact.changed_at_ms))
+    zone = time_zone_of(contact)
+    if zone is not None:
+        custom.setdefault(V2_TIME_ZONE_FIELD, zone)
     item: dict[str, Any] = {"phoneNumber": contact.phone_e164}
     if contact.first_name is not None:
         item["firstName"] = contact.first_name
@@ -170,13 +182,21 @@ def v2_parse_event(frame: str | bytes) -> JobUpdate | None:
 
 # ------------------------------------------------------------ call-lists -----------------
 
-def call_list_csv(contacts: Sequence[ContactEvent]) -> str:
-    """The upload CSV: a header row, then one row per contact (external id = CRM contact id)."""
+def call_list_csv(contacts: Sequence[ContactEvent], *, time_zone_column: str = "") -> str:
+    """The upload CSV: a header row, then one row per contact (external id = CRM contact id).
+
+    Args:
+        time_zone_column: when set, a last column of that name holds each contact's time
+            zone (empty when it has none: CXone then applies the upload's ``defaultTimeZone``).
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow((*CSV_COLUMNS, time_zone_column) if time_zone_column else CSV_COLUMNS)
     for c in contacts:
-        writer.writerow([c.contact_id, c.phone_e164, c.first_name or "", c.last_name or "", c.email or ""])
+        row = [c.contact_id, c.phone_e164, c.first_name or "", c.last_name or "", c.email or ""]
+        if time_zone_column:
+            row.append(time_zone_of(c) or "")
+        writer.writerow(row)
     return out.getvalue()
 
 
@@ -187,14 +207,20 @@ def call_list_file_name(idempotency_key: str, index: int, total: int) -> str:
 
 def call_list_upload_bodies(
     contacts: Sequence[ContactEvent], idempotency_key: str, *, skill_id: int = 0,
-    max_records: int = CALL_LISTS_MAX_RECORDS,
+    max_records: int = CALL_LISTS_MAX_RECORDS, time_zone_column: str = "", default_time_zone: str = "",
 ) -> list[dict[str, Any]]:
-    """One upload body per chunk of at most ``max_records`` contacts."""
+    """One upload body per chunk of at most ``max_records`` contacts.
+
+    Args:
+        time_zone_column: see :func:`call_list_csv`.
+        default_time_zone: the body's ``defaultTimeZone`` (left out when empty).
+    """
     chunks = list(chunked(contacts, max_records))
     bodies: list[dict[str, Any]] = []
     for index, chunk in enumerate(chunks):
+        csv_text = call_list_csv(chunk, time_zone_column=time_zone_column)
         body: dict[str, Any] = {
-            "listFile": base64.b64encode(call_list_csv(chunk).encode("utf-8")).decode("ascii"),
+            "listFile": base64.b64encode(csv_text.encode("utf-8")).decode("ascii"),
             "fileName": call_list_file_name(idempotency_key, index, len(chunks)),
             "forceOverwrite": False,
             "startSkill": False,
@@ -202,6 +228,8 @@ def call_list_upload_bodies(
         }
         if skill_id:
             body["skillId"] = skill_id
+        if default_time_zone:
+            body["defaultTimeZone"] = default_time_zone
         bodies.append(body)
     return bodies
 

@@ -13,7 +13,7 @@ from connector.config import CXoneSettings
 from connector.core.models import Batch
 from connector.cxone.auth import TokenCache, v2_token_fetcher
 from connector.cxone.client import Retrying, SubmittedJob
-from connector.cxone.http import Http, make_session, request_with_retries
+from connector.cxone.http import ACCEPT_JSON, Http, make_session, request_with_retries
 from connector.cxone.protocol import JobUpdate, v2_bulk_body, v2_job_id, v2_job_update
 
 if TYPE_CHECKING:
@@ -88,12 +88,12 @@ class V2Client:
         return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path + "/api/v2/events", "", ""))
 
     async def push_headers(self) -> Mapping[str, str]:
-        """A bearer token for the WebSocket handshake.
+        """A bearer token for the WebSocket handshake (which asks for JSON, like every request).
 
         Raises:
             CXoneError: the token could not be fetched.
         """
-        return {"Authorization": f"Bearer {await self.tokens.get()}"}
+        return {**ACCEPT_JSON, "Authorization": f"Bearer {await self.tokens.get()}"}
 
     def invalidate_token(self, header_value: str) -> None:
         """Forget the token carried in ``header_value`` (a 401 on the handshake)."""

@@ -5,6 +5,7 @@ limits, fault injection, a webhook receiver and an inspection API (see docs/simu
 from connector.simulator.config import (
     CallListsSettings,
     ConnectionFaults,
+    DncFaults,
     ErrorFaults,
     FaultSettings,
     JobFaults,
@@ -13,6 +14,7 @@ from connector.simulator.config import (
     LimitSettings,
     RateLimitFaults,
     SimulatorConfig,
+    UploadFaults,
     V2Settings,
     WebSocketFaults,
 )
@@ -22,6 +24,7 @@ from connector.simulator.thread import SimulatorThread
 __all__ = [
     "CallListsSettings",
     "ConnectionFaults",
+    "DncFaults",
     "ErrorFaults",
     "FaultSettings",
     "JobFaults",
@@ -32,6 +35,7 @@ __all__ = [
     "Simulator",
     "SimulatorConfig",
     "SimulatorThread",
+    "UploadFaults",
     "V2Settings",
     "WebSocketFaults",
 ]

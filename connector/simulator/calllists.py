@@ -1,24 +1,22 @@
-"""Profile ``call-lists`` handlers: OpenID and API discovery, password-grant token (a JWT
-carrying ``tenantId``), call-list mappings, uploads, upload jobs and DNC groups.
+"""Profile ``call-lists`` list handlers: call-list mappings (with their column mappings),
+record counts, uploads (with time zones, and rejected rows when ``faults.uploads`` says so),
+upload jobs and ``removeProspects``. Identity is in :mod:`~connector.simulator.identity`,
+DNC groups in :mod:`~connector.simulator.dncgroups`.
 
 Admin routes live under ``/inContactAPI/services/v{N}.0/``; any ``vNN.0`` is accepted.
 """
 
 from __future__ import annotations
 
-import math
-import time
-import uuid
 from typing import Any
 
 from aiohttp import web
 
-from connector.simulator.csvfile import canonical_phone, decode_file, parse_records
+from connector.simulator.csvfile import Record, decode_file, parse_records
 from connector.simulator.exceptions import ApiError, bad_request
-from connector.simulator.httputil import bearer, ctx_of, json_response, read_form, read_json
+from connector.simulator.faults import FaultInjector
+from connector.simulator.httputil import bearer, ctx_of, json_response, read_json
 from connector.simulator.state import ContactList, Job, iso
-from connector.simulator.tokens import encode_jwt
-from connector.simulator.v2 import client_credentials, same_secret
 
 API = r"/inContactAPI/services/{version:v[0-9]+\.0}"
 #: Upload body fields and the JSON types each accepts.
@@ -26,69 +24,15 @@ UPLOAD_FIELDS: dict[str, tuple[type, ...]] = {
     "listFile": (str,), "fileName": (str,), "skillId": (int, str), "defaultTimeZone": (str,),
     "forceOverwrite": (bool,), "expirationDate": (str,), "startSkill": (bool,), "sendEmail": (bool,),
 }
-
-
-def _origin(request: web.Request) -> str:
-    return str(request.url.origin())
-
-
-async def openid_configuration(request: web.Request) -> web.Response:
-    """``GET /.well-known/openid-configuration``."""
-    base = _origin(request)
-    return json_response({
-        "issuer": base,
-        "token_endpoint": f"{base}/auth/token",
-        "authorization_endpoint": f"{base}/auth/authorize",
-        "jwks_uri": f"{base}/auth/jwks",
-        "grant_types_supported": ["password"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "id_token_signing_alg_values_supported": ["HS256"],
-    })
-
-
-async def cxone_configuration(request: web.Request) -> web.Response:
-    """``GET /.well-known/cxone-configuration?tenantId=``: where the tenant's API lives.
-
-    Raises:
-        ApiError: 400 without ``tenantId``; 404 for another tenant.
-    """
-    cfg = ctx_of(request).config.call_lists
-    tenant = request.query.get("tenantId", "")
-    if not tenant:
-        raise bad_request("invalid_request", "the tenantId query parameter is required", field="tenantId")
-    if tenant != cfg.tenant_id:
-        raise ApiError(404, "tenant_not_found", f"no tenant {tenant}")
-    return json_response({"api_endpoint": _origin(request), "area": cfg.area, "tenantId": tenant})
-
-
-async def token(request: web.Request) -> web.Response:
-    """``POST /auth/token``: password grant with an access key.
-
-    Raises:
-        ApiError: 400 ``unsupported_grant_type``/``invalid_grant``, 401 ``invalid_client``.
-    """
-    ctx = ctx_of(request)
-    cfg = ctx.config.call_lists
-    form = await read_form(request)
-    if form.get("grant_type") != "password":
-        raise ApiError(400, "unsupported_grant_type", "grant_type must be password",
-                       error_description="grant_type must be password")
-    client_id, secret = client_credentials(request, form)
-    if client_id != cfg.client_id or not same_secret(secret, cfg.client_secret.get()):
-        raise ApiError(401, "invalid_client", "unknown client or wrong client secret",
-                       error_description="unknown client or wrong client secret")
-    if form.get("username") != cfg.access_key_id or not same_secret(
-            form.get("password", ""), cfg.access_key_secret.get()):
-        raise ApiError(400, "invalid_grant", "unknown access key or wrong access key secret",
-                       error_description="unknown access key or wrong access key secret")
-    lifetime = ctx.faults.token_lifetime(cfg.token_lifetime_s)
-    now = ctx.state.clock()
-    claims = {"iss": _origin(request), "sub": cfg.access_key_id, "aud": client_id, "tenantId": cfg.tenant_id,
-              "iat": int(now), "exp": int(now + lifetime), "jti": uuid.uuid4().hex}
-    access_token = encode_jwt(claims, cfg.jwt_secret.get().encode())
-    ctx.state.issue_token(access_token, "call-lists", client_id, (), lifetime, cfg.tenant_id)
-    return json_response({"access_token": access_token, "token_type": "Bearer",
-                          "expires_in": max(1, math.ceil(lifetime)), "issued_token_type": "access_token"})
+#: The column-mapping query parameters of ``POST /lists/call-lists`` that the simulator keeps
+#: (the published ones); any other parameter is ignored, as CXone would.
+COLUMN_PARAMS = (
+    "firstNameColumn", "lastNameColumn", "addressColumn", "cityColumn", "stateColumn", "zipColumn",
+    "timeZoneColumn", "expirationDateColumn", "complianceReqColumn", "callerIdColumn", "priorityColumn",
+    "scoreColumn", "customer1Column", "customer2Column", "confirmReqColumn", "overrideFinalizationColumn",
+    "agentIdColumn", "callRequestTimeColumn", "callRequestStaleColumn", "notesColumn",
+)
+REJECT_REASON = "rejected by CXone (simulated: faults.uploads.reject_fraction)"
 
 
 def _authenticate(request: web.Request) -> None:
@@ -106,7 +50,7 @@ def _call_list(request: web.Request) -> ContactList:
 def _list_view(lst: ContactList) -> dict[str, Any]:
     return {"listId": int(lst.list_id), "listName": lst.name, "externalIdColumn": lst.external_id_column,
             "phoneColumn": lst.phone_column, "destinationMappings": lst.mappings,
-            "recordCount": len(lst.contacts)}
+            "columnMappings": lst.column_mappings, "recordCount": len(lst.contacts), **lst.counts()}
 
 
 def _is_mapping(m: object) -> bool:
@@ -114,9 +58,10 @@ def _is_mapping(m: object) -> bool:
 
 
 async def create_list(request: web.Request) -> web.Response:
-    """``POST .../lists/call-lists?listName=&externalIdColumn=`` with ``destinationMappings``.
+    """``POST .../lists/call-lists?listName=&externalIdColumn=[&timeZoneColumn=...]`` with
+    ``destinationMappings``. The :data:`COLUMN_PARAMS` given are kept; others are ignored.
 
-    Returns ``{"listId"}``; a known ``listName`` returns its existing list.
+    Returns ``{"listId"}``; a known ``listName`` returns its existing list (unchanged).
 
     Raises:
         ApiError: 401 (token), 400 (missing parameters, bad mappings, no phone mapping).
@@ -139,8 +84,23 @@ async def create_list(request: web.Request) -> web.Response:
         raise bad_request("invalid_body", "destinationMappings needs a PhoneNumber mapping",
                           field="destinationMappings")
     clean = [{"fieldName": m["fieldName"], "fieldValue": m["fieldValue"]} for m in mappings]
-    lst, _created = ctx_of(request).state.create_call_list(name, ext_col, phones[0], clean)
+    columns = {p: request.query[p].strip() for p in COLUMN_PARAMS if request.query.get(p, "").strip()}
+    lst, _created = ctx_of(request).state.create_call_list(name, ext_col, phones[0], clean, columns)
     return json_response({"listId": int(lst.list_id)})
+
+
+async def get_list(request: web.Request) -> web.Response:
+    """``GET .../lists/call-lists/{listId}``: ``{resultSet: {listName, status, totalRecords,
+    validRecords, invalidRecords, ...}}``; counts as of the last completed job.
+
+    Raises:
+        ApiError: 401 (token), 404 (list).
+    """
+    _authenticate(request)
+    lst = _call_list(request)
+    return json_response({"resultSet": {"listId": int(lst.list_id), "listName": lst.name, "status": "Active",
+                                        **lst.counts(), "finalizedRecords": 0,
+                                        "createDate": iso(lst.created_at)}})
 
 
 async def list_lists(request: web.Request) -> web.Response:
@@ -189,11 +149,29 @@ async def upload(request: web.Request) -> web.Response:
     text = decode_file(body["listFile"], cfg.max_file_bytes)
     records = parse_records(text, lst.external_id_column, lst.phone_column, cfg.max_records,
                             cfg.max_record_chars)
-    items = [{"phoneNumber": r.phone, "externalId": r.external_id, "fields": r.fields} for r in records]
+    items = upload_items(records, lst, body.get("defaultTimeZone") or None, ctx.faults)
     job = ctx.state.create_job("call-lists", lst.list_id, items, ctx.faults.job_outcome(),
                                idempotency_key=key, file_name=file_name,
                                force_overwrite=bool(body.get("forceOverwrite")))
     return json_response({"jobId": job.job_id})
+
+
+def upload_items(records: list[Record], lst: ContactList, default_zone: str | None,
+                 faults: FaultInjector) -> list[dict[str, Any]]:
+    """The job items of an upload: each record with its time zone (its ``timeZoneColumn``
+    value, else the upload's ``defaultTimeZone``) and, for the rows ``faults.uploads``
+    rejects, ``valid: False``."""
+    zone_column = lst.column_mappings.get("timeZoneColumn")
+    rejected = faults.rejected_rows(len(records))
+    items: list[dict[str, Any]] = []
+    for index, r in enumerate(records):
+        zone = (r.fields.get(zone_column) or "").strip() if zone_column else ""
+        item: dict[str, Any] = {"phoneNumber": r.phone, "externalId": r.external_id, "fields": r.fields,
+                                "timeZone": zone or default_zone}
+        if index in rejected:
+            item.update(valid=False, rejectReason=REJECT_REASON)
+        items.append(item)
+    return items
 
 
 def upload_job_view(job: Job) -> dict[str, Any]:
@@ -239,86 +217,46 @@ async def cancel_upload_job(request: web.Request) -> web.Response:
     return json_response({"uploadJobs": [upload_job_view(job)]})
 
 
-async def _dnc_records(request: web.Request, need_records: bool) -> dict[str, str | None]:
+async def remove_prospects(request: web.Request) -> web.Response:
+    """``DELETE .../lists/call-lists/{sourceName}/removeProspects`` with
+    ``{prospectsToRemove: [{externalId}]}``: removes every record of the list named
+    ``sourceName`` with one of those external ids. Answers ``{successfulRecords: [{externalId,
+    resultCode: "Removed"}], failedRecords: [{externalId, resultCode: "NotFound"}]}``.
+
+    Raises:
+        ApiError: 401 (token), 404 (no call list of that name), 400 (body).
+    """
+    _authenticate(request)
+    state = ctx_of(request).state
+    source = request.match_info["sourceName"]
+    lst = state.call_list_named(source)
+    if lst is None:
+        raise ApiError(404, "source_not_found", f"no source {source}")
     body = await read_json(request)
-    records = body.get("dncGroupRecords") if isinstance(body, dict) else None
-    if not isinstance(records, list) or (need_records and not records):
-        raise bad_request("invalid_body", "dncGroupRecords must be a non-empty array",
-                          field="dncGroupRecords")
-    out: dict[str, str | None] = {}
-    for index, rec in enumerate(records):
-        if not isinstance(rec, dict) or not isinstance(rec.get("phoneNumber"), str):
-            raise bad_request("invalid_body", f"dncGroupRecords[{index}].phoneNumber must be a string",
-                              index=index, field="phoneNumber")
-        expired = rec.get("expiredDate")
-        if expired is not None and not isinstance(expired, str):
-            raise bad_request("invalid_body", f"dncGroupRecords[{index}].expiredDate must be a string",
-                              index=index, field="expiredDate")
-        try:
-            out[canonical_phone(rec["phoneNumber"])] = expired
-        except ValueError as exc:
-            raise bad_request("invalid_body", f"dncGroupRecords[{index}]: {exc}", index=index,
-                              field="phoneNumber") from None
-    return out
-
-
-async def add_dnc_records(request: web.Request) -> web.Response:
-    """``POST .../dnc-groups/{groupId}/records``.
-
-    Raises:
-        ApiError: 401 (token), 400 (body, phone numbers, tenant limit).
-    """
-    _authenticate(request)
-    group = request.match_info["groupId"]
-    records = await _dnc_records(request, need_records=True)
-    state = ctx_of(request).state
-    added = state.add_dnc_records(group, records)
-    return json_response({"dncGroupId": group, "added": added, "recordCount": len(state.dnc_groups[group])})
-
-
-async def remove_dnc_records(request: web.Request) -> web.Response:
-    """``DELETE .../dnc-groups/{groupId}/records``: expire records.
-
-    Raises:
-        ApiError: 401 (token), 400 (body, phone numbers).
-    """
-    _authenticate(request)
-    group = request.match_info["groupId"]
-    records = await _dnc_records(request, need_records=True)
-    state = ctx_of(request).state
-    removed = state.remove_dnc_records(group, records)
-    return json_response({"dncGroupId": group, "removed": removed,
-                          "recordCount": len(state.dnc_groups.get(group, {}))})
-
-
-async def search_dnc(request: web.Request) -> web.Response:
-    """``POST .../dnc-groups/search?phoneNumber=``: the groups holding a number.
-
-    Raises:
-        ApiError: 401 (token), 400 (missing or bad phoneNumber).
-    """
-    _authenticate(request)
-    try:
-        phone = canonical_phone(request.query.get("phoneNumber", ""))
-    except ValueError as exc:
-        raise bad_request("invalid_request", f"phoneNumber: {exc}", field="phoneNumber") from None
-    groups = ctx_of(request).state.dnc_groups
-    found = [{"dncGroupId": g, "phoneNumber": phone, "expiredDate": recs[phone]}
-             for g, recs in groups.items() if phone in recs]
-    return json_response({"dncGroupRecords": found, "searchedAt": iso(time.time())})
+    prospects = body.get("prospectsToRemove") if isinstance(body, dict) else None
+    if not isinstance(prospects, list) or not prospects:
+        raise bad_request("invalid_body", "prospectsToRemove must be a non-empty array", field="prospectsToRemove")
+    ids: list[str] = []
+    for index, p in enumerate(prospects):
+        ext = p.get("externalId") if isinstance(p, dict) else None
+        if isinstance(ext, bool) or not isinstance(ext, str | int) or not str(ext):
+            raise bad_request("invalid_body", f"prospectsToRemove[{index}].externalId must be a string or integer",
+                              index=index, field="externalId")
+        ids.append(str(ext))
+    found = lst.remove_external_ids(set(ids))
+    return json_response({
+        "successfulRecords": [{"externalId": e, "resultCode": "Removed"} for e in ids if e in found],
+        "failedRecords": [{"externalId": e, "resultCode": "NotFound"} for e in ids if e not in found],
+    })
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the call-lists routes."""
+    """Register the call-lists list routes."""
     r = app.router
-    r.add_get("/.well-known/openid-configuration", openid_configuration)
-    r.add_get("/.well-known/cxone-configuration", cxone_configuration)
-    r.add_post("/auth/token", token)
     r.add_post(f"{API}/lists/call-lists", create_list)
     r.add_get(f"{API}/lists/call-lists", list_lists)
+    r.add_get(f"{API}/lists/call-lists/{{listId}}", get_list)
     r.add_post(f"{API}/lists/call-lists/{{listId}}/upload", upload)
     r.add_get(f"{API}/lists/call-lists/jobs/{{jobId}}", get_upload_job)
     r.add_delete(f"{API}/lists/call-lists/jobs/{{jobId}}", cancel_upload_job)
-    r.add_post(f"{API}/dnc-groups/search", search_dnc)
-    r.add_post(f"{API}/dnc-groups/{{groupId}}/records", add_dnc_records)
-    r.add_delete(f"{API}/dnc-groups/{{groupId}}/records", remove_dnc_records)
+    r.add_delete(f"{API}/lists/call-lists/{{sourceName}}/removeProspects", remove_prospects)

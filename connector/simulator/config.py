@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -23,6 +24,13 @@ from connector.errors import ConfigError
 from connector.typed_config import Secret, build_dataclass
 
 V2_SCOPES = "outbound:contactlistitem:write outbound:job:read events:subscribe"
+
+#: How a profile treats the request's ``Accept`` header (see docs/simulator.md):
+#: ``required``: it must name ``application/json`` (CXone answers "No known way to render
+#: data" otherwise, even to ``*/*``); ``negotiated``: plain HTTP, a missing header, ``*/*``,
+#: ``application/*`` and ``application/json`` all do, anything else is refused; ``off``:
+#: never checked.
+AcceptMode = Literal["required", "negotiated", "off"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,8 @@ class V2Settings:
     #: query parameter). ``optional``: a token is checked when given; the tutorial's
     #: script sends none, so its test runs with ``optional``.
     websocket_auth: Literal["required", "optional"] = "required"
+    #: The tutorial's own script (``requests``) sends ``Accept: */*``: plain negotiation.
+    accept: AcceptMode = "negotiated"
 
 
 @dataclass(frozen=True)
@@ -56,10 +66,14 @@ class CallListsSettings:
     #: Key signing the HS256 access tokens (JWTs carrying ``tenantId``).
     jwt_secret: Secret = field(default_factory=lambda: Secret("simulator-jwt-key"))
     #: Version the connector is expected to use; any ``vNN.0`` path is accepted.
-    api_version: str = "v33.0"
+    api_version: str = "v34.0"
     max_records: int = 500_000
     max_file_bytes: int = 256 * 1024 * 1024
     max_record_chars: int = 512
+    #: CXone refuses a request that does not ask for JSON; so does the simulator by default.
+    accept: AcceptMode = "required"
+    #: Most records one page of ``GET /dnc-groups/{id}/records`` holds (a larger ``top`` is cut).
+    max_page_size: int = 100
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,25 @@ class JobFaults:
 
 
 @dataclass(frozen=True)
+class DncFaults:
+    """DNC-group records that fail inside a 200 answer (``success: false``), as CXone may."""
+
+    #: Numbers whose record fails on add and on expire (any spelling: the digits are compared).
+    fail_numbers: tuple[str, ...] = ()
+    #: 0: every attempt fails; N: the first N attempts of each chosen number fail, then it works.
+    fail_times: int = 0
+
+
+@dataclass(frozen=True)
+class UploadFaults:
+    """Rows of an upload that CXone keeps but rejects (invalid records, never dialled)."""
+
+    #: Share of each upload's rows rejected, rounded to a whole number of rows; which rows
+    #: is a seeded random draw.
+    reject_fraction: float = 0.0
+
+
+@dataclass(frozen=True)
 class FaultSettings:
     """Every fault, all off by default. Changeable at runtime (``POST /_sim/faults``)."""
 
@@ -166,6 +199,8 @@ class FaultSettings:
     connections: ConnectionFaults = field(default_factory=ConnectionFaults)
     websocket: WebSocketFaults = field(default_factory=WebSocketFaults)
     jobs: JobFaults = field(default_factory=JobFaults)
+    dnc: DncFaults = field(default_factory=DncFaults)
+    uploads: UploadFaults = field(default_factory=UploadFaults)
 
 
 @dataclass(frozen=True)
@@ -226,6 +261,7 @@ def validate(config: SimulatorConfig) -> list[tuple[str, str]]:
         ("faults.connections.hang_rate", f.connections.hang_rate),
         ("faults.jobs.failed_fraction", f.jobs.failed_fraction),
         ("faults.jobs.aborted_fraction", f.jobs.aborted_fraction),
+        ("faults.uploads.reject_fraction", f.uploads.reject_fraction),
     ):
         if not 0.0 <= value <= 1.0:
             problems.append((key, "must be between 0 and 1"))
@@ -249,6 +285,12 @@ def validate(config: SimulatorConfig) -> list[tuple[str, str]]:
         problems.append(("v2.max_items / call_lists.max_records", "must be at least 1"))
     if config.v2.token_lifetime_s <= 0 or config.call_lists.token_lifetime_s <= 0:
         problems.append(("token_lifetime_s", "must be > 0"))
+    if not re.fullmatch(r"v[0-9]+\.0", config.call_lists.api_version):
+        problems.append(("call_lists.api_version", "must look like v34.0"))
+    if config.call_lists.max_page_size < 1:
+        problems.append(("call_lists.max_page_size", "must be at least 1"))
+    if f.dnc.fail_times < 0:
+        problems.append(("faults.dnc.fail_times", "must not be negative"))
     return problems
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -93,6 +95,7 @@ class FaultInjector:
         self.rng = self._fixed_rng or random.Random(self.settings.seed)  # noqa: S311
         self.jobs_created = 0
         self._bucket = self._new_bucket()
+        self._dnc_failures: Counter[str] = Counter()
 
     def _new_bucket(self) -> TokenBucket | None:
         rl = self.settings.rate_limit
@@ -106,6 +109,8 @@ class FaultInjector:
             self._bucket = self._new_bucket()
         if settings.seed != old.seed and self._fixed_rng is None:
             self.rng = random.Random(settings.seed)  # noqa: S311 - repeatable, not secret
+        if settings.dnc != old.dnc:
+            self._dnc_failures.clear()
 
     def applies_to(self, path: str) -> bool:
         """Whether HTTP faults apply to ``path`` (never to ``/_sim/``)."""
@@ -145,6 +150,23 @@ class FaultInjector:
             if draw < jf.failed_fraction + jf.aborted_fraction:
                 return "ABORTED"
         return "COMPLETED"
+
+    def dnc_record_fails(self, digits: str) -> bool:
+        """Whether the DNC record of ``digits`` (a canonical number) fails this time."""
+        chosen = {re.sub(r"[^0-9]", "", n) for n in self.settings.dnc.fail_numbers}
+        if digits not in chosen:
+            return False
+        self._dnc_failures[digits] += 1
+        times = self.settings.dnc.fail_times
+        return times == 0 or self._dnc_failures[digits] <= times
+
+    def rejected_rows(self, count: int) -> set[int]:
+        """Indexes (of ``count`` uploaded rows) that CXone rejects: a seeded draw of
+        ``faults.uploads.reject_fraction`` of them, rounded to whole rows."""
+        share = self.settings.uploads.reject_fraction
+        if share <= 0 or count <= 0:
+            return set()
+        return set(self.rng.sample(range(count), min(count, round(count * share))))
 
     def token_lifetime(self, default_s: float) -> float:
         """The lifetime of a token issued now."""

@@ -34,6 +34,21 @@ def ctx_of(request: web.Request) -> SimContext:
     return request.app[CTX]
 
 
+def int_query(request: web.Request, name: str, default: int) -> int:
+    """A non-negative integer query parameter (``default`` when absent).
+
+    Raises:
+        ApiError: 400 ``invalid_request`` when it is not a non-negative integer.
+    """
+    try:
+        value = int(request.query.get(name, default))
+    except ValueError:
+        raise bad_request("invalid_request", f"{name} must be an integer", field=name) from None
+    if value < 0:
+        raise bad_request("invalid_request", f"{name} must not be negative", field=name)
+    return value
+
+
 async def read_json(request: web.Request) -> Any:
     """The request body parsed as JSON.
 

@@ -11,20 +11,10 @@ from connector.errors import ConfigError
 from connector.simulator.config import merge_faults, to_mapping
 from connector.simulator.context import SimContext
 from connector.simulator.exceptions import ApiError, bad_request
-from connector.simulator.httputil import ctx_of, json_response, read_json
+from connector.simulator.httputil import ctx_of, int_query, json_response, read_json
 
 #: ``POST /_sim/reset`` calls this (set by the server) to restore the start-up state.
 RESET_HOOK = web.AppKey("reset_hook", object)
-
-
-def _int_query(request: web.Request, name: str, default: int) -> int:
-    try:
-        value = int(request.query.get(name, default))
-    except ValueError:
-        raise bad_request("invalid_request", f"{name} must be an integer", field=name) from None
-    if value < 0:
-        raise bad_request("invalid_request", f"{name} must not be negative", field=name)
-    return value
 
 
 async def health(request: web.Request) -> web.Response:
@@ -39,24 +29,32 @@ async def lists(request: web.Request) -> web.Response:
                           "activeRecords": state.active_records()})
 
 
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("1", "true", "yes")
+
+
 async def contacts(request: web.Request) -> web.Response:
-    """``GET /_sim/lists/{listId}/contacts[?offset=&limit=&dialable=true]``: contacts keyed by
-    phone; with ``dialable=true`` only those whose number is in no DNC group.
+    """``GET /_sim/lists/{listId}/contacts[?offset=&limit=&dialable=true|invalid=true]``: contacts
+    keyed by phone; with ``dialable=true`` only those whose number is in no DNC group, with
+    ``invalid=true`` the rejected records instead (call-lists).
 
     Raises:
         ApiError: 404 for an unknown list; 400 for bad paging parameters.
     """
     list_id = request.match_info["listId"]
-    lst = ctx_of(request).state.lists.get(list_id)
+    state = ctx_of(request).state
+    lst = state.lists.get(list_id)
     if lst is None:
         raise ApiError(404, "list_not_found", f"no list {list_id}")
-    dialable = request.query.get("dialable", "").lower() in ("1", "true", "yes")
-    contacts = ctx_of(request).state.dialable(list_id) if dialable else lst.contacts
-    offset = _int_query(request, "offset", 0)
-    limit = _int_query(request, "limit", len(contacts))
-    page = list(contacts.values())[offset: offset + limit]
-    return json_response({**lst.summary(), "offset": offset, "dialable": dialable,
-                          "dialableCount": len(contacts) if dialable else None, "contacts": page})
+    dialable, invalid = _flag(request, "dialable"), _flag(request, "invalid")
+    if dialable and invalid:
+        raise bad_request("invalid_request", "dialable and invalid exclude each other")
+    chosen = state.dialable(list_id) if dialable else lst.rejected if invalid else lst.contacts
+    offset = int_query(request, "offset", 0)
+    limit = int_query(request, "limit", len(chosen))
+    page = list(chosen.values())[offset: offset + limit]
+    return json_response({**lst.summary(), "offset": offset, "dialable": dialable, "invalid": invalid,
+                          "dialableCount": len(chosen) if dialable else None, "contacts": page})
 
 
 async def jobs(request: web.Request) -> web.Response:
@@ -103,9 +101,7 @@ async def replays(request: web.Request) -> web.Response:
 
 async def dnc_groups(request: web.Request) -> web.Response:
     """``GET /_sim/dnc-groups``: every DNC group and its records."""
-    groups = ctx_of(request).state.dnc_groups
-    return json_response({g: [{"phoneNumber": p, "expiredDate": e} for p, e in recs.items()]
-                          for g, recs in groups.items()})
+    return json_response(ctx_of(request).state.dnc.view())
 
 
 async def get_faults(request: web.Request) -> web.Response:

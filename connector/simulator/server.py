@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import web
 
 from connector.errors import ConfigError
-from connector.simulator import calllists, events, inspect, v2, webhooks
+from connector.simulator import calllists, dncgroups, events, identity, inspect, v2, webhooks
+from connector.simulator.accept import accept_middleware
 from connector.simulator.config import FaultSettings, SimulatorConfig, validate
 from connector.simulator.context import CTX, SimContext
 from connector.simulator.exceptions import SimulatorError
@@ -62,13 +63,15 @@ class Simulator:
         return self._ctx.config
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[fault_middleware, error_middleware],
+        app = web.Application(middlewares=[fault_middleware, accept_middleware, error_middleware],
                               client_max_size=max_body_bytes(self.config))
         app[CTX] = self._ctx
         app[inspect.RESET_HOOK] = self.reset
         v2.add_routes(app)
         events.add_routes(app)
+        identity.add_routes(app)
         calllists.add_routes(app)
+        dncgroups.add_routes(app)
         webhooks.add_routes(app)
         inspect.add_routes(app)
         return app
@@ -143,7 +146,7 @@ class Simulator:
         self.state.items_per_second = config.jobs.items_per_second
         self.state.concurrency = config.jobs.concurrency
         self.state.tenant_limit = config.limits.tenant_active_records
-        self.state.webhook_history = config.webhook_history
+        self.state.webhook_history = self.state.hooks.history = config.webhook_history
 
     def configure_faults(self, faults: FaultSettings | None = None, **changes: Any) -> FaultSettings:
         """Replace the fault settings, or change some of their fields.

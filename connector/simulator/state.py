@@ -1,4 +1,5 @@
-"""The simulator's state, free of I/O: tokens, lists, jobs, idempotency, counters, webhooks.
+"""The simulator's state, free of I/O: tokens, lists, jobs, idempotency, counters, DNC groups
+(:mod:`~connector.simulator.dncstate`) and webhooks (:mod:`~connector.simulator.hooklog`).
 
 Time comes from an injected ``clock`` (epoch seconds), so tests drive job progress and
 token expiry by hand. Jobs advance only when :meth:`SimState.tick` is called; the server
@@ -10,13 +11,15 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from connector.simulator.dncstate import DncStore
 from connector.simulator.exceptions import ApiError
+from connector.simulator.hooklog import WebhookLog
 
 Profile = Literal["v2", "call-lists"]
 JobStatus = Literal["QUEUED", "IN_PROGRESS", "COMPLETED", "FAILED", "ABORTED"]
@@ -52,11 +55,15 @@ class ContactList:
     profile: Profile
     name: str
     created_at: float
-    #: Upsert key: phone number (E.164 for v2, digits for call-lists).
+    #: Upsert key: phone number (E.164 for v2, digits for call-lists). Valid records only.
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: call-lists: records CXone kept but rejected (invalid, never dialled), same key.
+    rejected: dict[str, dict[str, Any]] = field(default_factory=dict)
     external_id_column: str = ""
     phone_column: str = ""
     mappings: list[dict[str, str]] = field(default_factory=list)
+    #: call-lists: the create call's known ``...Column`` parameters (``timeZoneColumn``, ...).
+    column_mappings: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON view without the contacts."""
@@ -64,8 +71,30 @@ class ContactList:
                                "contactCount": len(self.contacts), "createdAt": iso(self.created_at)}
         if self.profile == "call-lists":
             out.update(externalIdColumn=self.external_id_column, phoneColumn=self.phone_column,
-                       destinationMappings=self.mappings)
+                       destinationMappings=self.mappings, columnMappings=self.column_mappings,
+                       **self.counts())
         return out
+
+    def counts(self) -> dict[str, int]:
+        """``totalRecords``, ``validRecords`` and ``invalidRecords``, as CXone counts them."""
+        valid, invalid = len(self.contacts), len(self.rejected)
+        return {"totalRecords": valid + invalid, "validRecords": valid, "invalidRecords": invalid}
+
+    def land(self, item: dict[str, Any]) -> None:
+        """Upsert one record of a completed job; an item with ``valid: False`` is rejected."""
+        phone = str(item["phoneNumber"])
+        keep, drop = (self.rejected, self.contacts) if item.get("valid") is False else (
+            self.contacts, self.rejected)
+        drop.pop(phone, None)
+        keep[phone] = item
+
+    def remove_external_ids(self, external_ids: set[str]) -> set[str]:
+        """Remove every record (valid or rejected) with one of ``external_ids``; returns those found."""
+        found: set[str] = set()
+        for records in (self.contacts, self.rejected):
+            for phone in [p for p, c in records.items() if str(c.get("externalId")) in external_ids]:
+                found.add(str(records.pop(phone)["externalId"]))
+        return found
 
 
 @dataclass
@@ -144,22 +173,6 @@ class JobEvent:
         }
 
 
-@dataclass
-class WebhookDelivery:
-    """One request received by the webhook receiver."""
-
-    delivery_id: int
-    received_at: float
-    method: str
-    headers: dict[str, str]
-    body: str
-    answered_status: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.delivery_id, "receivedAt": iso(self.received_at), "method": self.method,
-                "headers": self.headers, "body": self.body, "answeredStatus": self.answered_status}
-
-
 class SimState:
     """Everything the simulator remembers. Not thread-safe: one event loop owns it.
 
@@ -197,10 +210,10 @@ class SimState:
         self._idempotency: dict[tuple[Profile, str], tuple[str, str]] = {}
         self.replays: Counter[str] = Counter()
         self.requests: Counter[tuple[str, str]] = Counter()
-        self.dnc_groups: dict[str, dict[str, str | None]] = {}
-        self.webhooks: dict[str, deque[WebhookDelivery]] = {}
-        self._webhook_failures: dict[str, tuple[int, int]] = {}
-        self._delivery_ids = itertools.count(1)
+        self.dnc = DncStore()
+        #: The webhook receiver's deliveries (``hooks.deliveries``, also ``webhooks``).
+        self.hooks = WebhookLog(self.clock, self.webhook_history)
+        self.webhooks = self.hooks.deliveries
         self._list_ids = itertools.count(1)
 
     # -- tokens ---------------------------------------------------------------------------
@@ -255,22 +268,28 @@ class SimState:
             raise ApiError(409, "list_conflict", f"list {list_id} belongs to the {lst.profile} profile")
         return lst
 
+    def call_list_named(self, name: str) -> ContactList | None:
+        """The call list whose ``listName`` is ``name``, if any."""
+        return next((lst for lst in self.lists.values() if lst.profile == "call-lists" and lst.name == name), None)
+
     def create_call_list(
-        self, name: str, external_id_column: str, phone_column: str, mappings: list[dict[str, str]]
+        self, name: str, external_id_column: str, phone_column: str, mappings: list[dict[str, str]],
+        column_mappings: Mapping[str, str] | None = None,
     ) -> tuple[ContactList, bool]:
-        """Create a call-lists mapping; a known name returns the existing list.
+        """Create a call-lists mapping; a known name returns the existing list (unchanged).
 
         Returns:
             The list and whether it was created now.
         """
-        for lst in self.lists.values():
-            if lst.profile == "call-lists" and lst.name == name:
-                return lst, False
+        known = self.call_list_named(name)
+        if known is not None:
+            return known, False
         list_id = str(next(self._list_ids))
         while list_id in self.lists:
             list_id = str(next(self._list_ids))
         lst = ContactList(list_id, "call-lists", name, self.clock(), external_id_column=external_id_column,
-                          phone_column=phone_column, mappings=mappings)
+                          phone_column=phone_column, mappings=mappings,
+                          column_mappings=dict(column_mappings or {}))
         self.lists[list_id] = lst
         return lst, True
 
@@ -278,8 +297,7 @@ class SimState:
 
     def active_records(self) -> int:
         """Records the tenant holds: every list's contacts plus every DNC group record."""
-        return sum(len(lst.contacts) for lst in self.lists.values()) + sum(
-            len(g) for g in self.dnc_groups.values())
+        return sum(len(lst.contacts) + len(lst.rejected) for lst in self.lists.values()) + self.dnc.count()
 
     def pending_records(self) -> int:
         """Records that jobs not finished yet will add (phones new to their list)."""
@@ -333,8 +351,9 @@ class SimState:
         """
         lst = self.ensure_list(list_id, profile)
         phones = {str(i["phoneNumber"]) for i in items}
+        held = len(lst.contacts) + len(lst.rejected)
         # An overwrite replaces the list: the tenant gains (or loses) the difference.
-        new = len(phones) - len(lst.contacts) if force_overwrite else len(phones - lst.contacts.keys())
+        new = len(phones) - held if force_overwrite else len(phones - lst.contacts.keys() - lst.rejected.keys())
         self._check_tenant_limit(max(0, new))
         job = Job(str(uuid.uuid4()), profile, list_id, len(items), outcome, self.clock(), items=items,
                   idempotency_key=idempotency_key, file_name=file_name, force_overwrite=force_overwrite,
@@ -373,9 +392,10 @@ class SimState:
             lst = self.ensure_list(job.list_id, job.profile)
             if job.force_overwrite:
                 lst.contacts.clear()
+                lst.rejected.clear()
             stamp = iso(now)
             for item in job.items:
-                lst.contacts[str(item["phoneNumber"])] = {**item, "jobId": job.job_id, "updatedAt": stamp}
+                lst.land({**item, "jobId": job.job_id, "updatedAt": stamp})
         job.items = []
         return self._event(job, now)
 
@@ -429,32 +449,19 @@ class SimState:
         Raises:
             ApiError: 400 ``tenant_record_limit`` when the new records would pass the limit.
         """
-        group = self.dnc_groups.get(group_id, {})
-        new = len(records.keys() - group.keys())
-        self._check_tenant_limit(new)
-        group.update(records)
-        self.dnc_groups[group_id] = group
-        return new
+        self._check_tenant_limit(self.dnc.new_records(group_id, records))
+        return self.dnc.add(group_id, records, self.clock())
 
     def dialable(self, list_id: str) -> dict[str, dict[str, Any]]:
-        """The list's contacts that a dialler would call: those whose number is in no DNC group
-        (as skills scrubbed by the groups see it; the list itself keeps every record).
+        """The list's valid records whose number is in no DNC group: what a dialler scrubbed by
+        the groups would call (rejected records are never dialled).
 
         Raises:
             KeyError: no such list.
         """
-        blocked = {phone for group in self.dnc_groups.values() for phone in group}
+        blocked = self.dnc.blocked()
         return {phone: contact for phone, contact in self.lists[list_id].contacts.items()
                 if phone.lstrip("+") not in blocked}
-
-    def remove_dnc_records(self, group_id: str, phones: Iterable[str]) -> int:
-        """Expire DNC records; returns how many were present."""
-        group = self.dnc_groups.get(group_id, {})
-        removed = 0
-        for phone in phones:
-            if group.pop(phone, "<absent>") != "<absent>":
-                removed += 1
-        return removed
 
     # -- counters ---------------------------------------------------------------------------
 
@@ -468,21 +475,3 @@ class SimState:
         for (endpoint, status), n in sorted(self.requests.items()):
             out.setdefault(endpoint, {})[status] = n
         return out
-
-    # -- webhooks -------------------------------------------------------------------------
-
-    def fail_webhook(self, name: str, count: int, status: int = 500) -> None:
-        """Answer the next ``count`` deliveries to ``name`` with ``status``."""
-        self._webhook_failures[name] = (count, status)
-
-    def receive_webhook(self, name: str, method: str, headers: Mapping[str, str], body: str) -> int:
-        """Record a delivery; returns the status to answer (200, or a failure still due)."""
-        remaining, status = self._webhook_failures.get(name, (0, 500))
-        answer = 200
-        if remaining > 0:
-            answer = status
-            self._webhook_failures[name] = (remaining - 1, status)
-        history = self.webhooks.setdefault(name, deque(maxlen=self.webhook_history))
-        history.append(WebhookDelivery(next(self._delivery_ids), self.clock(), method, dict(headers), body,
-                                       answer))
-        return answer

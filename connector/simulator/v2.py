@@ -70,12 +70,16 @@ def _fingerprint(body: Any) -> str:
 
 
 def _contact(item: dict[str, Any]) -> dict[str, Any]:
+    custom = dict(item.get("customFields") or {})
+    zone = custom.get("timeZone")
     return {
         "phoneNumber": item["phoneNumber"],
         "firstName": item.get("firstName"),
         "lastName": item.get("lastName"),
         "email": item.get("email"),
-        "customFields": dict(item.get("customFields") or {}),
+        "customFields": custom,
+        # what a dialler would read for calling hours: the ``timeZone`` custom field
+        "timeZone": zone if isinstance(zone, str) and zone else None,
     }
 
 

@@ -16,7 +16,7 @@ async def receive(request: web.Request) -> web.Response:
     ctx = ctx_of(request)
     name = request.match_info["name"]
     body = (await request.read()).decode("utf-8", errors="replace")
-    status = ctx.state.receive_webhook(name, request.method, dict(request.headers), body)
+    status = ctx.state.hooks.receive(name, request.method, dict(request.headers), body)
     delivery = ctx.state.webhooks[name][-1]
     if status >= 400:
         return json_response({"error": "simulated_failure", "delivery": delivery.delivery_id}, status)
@@ -50,7 +50,7 @@ async def fail(request: web.Request) -> web.Response:
         raise bad_request("invalid_request", "count and status must be integers") from None
     if count < 0 or not 400 <= status <= 599:
         raise bad_request("invalid_request", "count must be >= 0 and status a 4xx or 5xx")
-    ctx_of(request).state.fail_webhook(name, count, status)
+    ctx_of(request).state.hooks.fail(name, count, status)
     return json_response({"name": name, "failNext": count, "status": status})
 
 

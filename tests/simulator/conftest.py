@@ -36,7 +36,9 @@ async def sim_factory() -> AsyncIterator[Callable[..., Any]]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+    """A session that asks for JSON, as CXone (and the simulator's call-lists profile) requires."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15),
+                                     headers={"Accept": "application/json"}) as session:
         yield session
 
 

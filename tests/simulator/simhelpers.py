@@ -12,7 +12,7 @@ import aiohttp
 V2_TOKEN = "/api/v2/oauth2/token"
 BULK = "/api/v2/outbound/contactlistitems/bulkinsert"
 EVENTS = "/api/v2/events"
-API = "/inContactAPI/services/v33.0"
+API = "/inContactAPI/services/v34.0"
 EVENT_TYPE = "outbound.contactlistitems.bulkinsert"
 
 

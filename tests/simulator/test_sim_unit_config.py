@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.config import Secret
+from connector.config import CXoneSettings, Secret
 from connector.errors import ConfigError
 from connector.simulator.config import FaultSettings, SimulatorConfig, merge_faults, to_mapping
 
@@ -18,7 +18,9 @@ def test_defaults_match_the_connector_and_the_published_limits() -> None:
     assert cfg.v2.token_lifetime_s == 3600 and cfg.v2.max_items == 10_000
     cl = cfg.call_lists
     assert (cl.client_id, cl.access_key_id, cl.tenant_id) == ("connector", "ak-id", "tenant-1")
-    assert cl.api_version == "v33.0"
+    # the connector's default (connector.config.CXoneSettings) is the simulator's
+    assert cl.api_version == CXoneSettings().api_version == "v34.0"
+    assert cl.accept == "required" and cfg.v2.accept == "negotiated" and cl.max_page_size == 100
     assert cl.access_key_secret == Secret("ak-secret") and cl.client_secret == Secret("connector-secret")
     assert cl.max_records == 500_000 and cl.max_file_bytes == 256 * 1024 * 1024 and cl.max_record_chars == 512
     assert cfg.limits.tenant_active_records == 1_000_000
@@ -27,6 +29,26 @@ def test_defaults_match_the_connector_and_the_published_limits() -> None:
     assert not f.rate_limit.enabled and f.errors.rate == 0 and f.connections.drop_rate == 0
     assert f.connections.hang_rate == 0 and f.websocket.drop_every_s == 0 and f.websocket.silent_after_s == 0
     assert f.jobs == type(f.jobs)() and f.jobs.failed_fraction == 0 and f.token_lifetime_s == 0
+    assert f.dnc.fail_numbers == () and f.uploads.reject_fraction == 0
+
+
+@pytest.mark.parametrize(("changes", "key"), [
+    ({"uploads": {"reject_fraction": 1.5}}, "faults.uploads.reject_fraction"),
+    ({"dnc": {"fail_times": -1}}, "faults.dnc.fail_times"),
+])
+def test_new_fault_settings_are_checked(changes: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        merge_faults(FaultSettings(), changes)
+    assert key in [k for k, _ in err.value.problems]
+
+
+def test_api_version_and_accept_are_checked() -> None:
+    with pytest.raises(ConfigError) as err:
+        SimulatorConfig.from_mapping({"call_lists": {"api_version": "34", "accept": "sometimes"}})
+    keys = [k for k, _ in err.value.problems]
+    assert "call_lists.api_version" in keys and "call_lists.accept" in keys
+    merged = merge_faults(FaultSettings(), {"dnc": {"fail_numbers": ["+1 415 555 0100"], "fail_times": 2}})
+    assert merged.dnc.fail_numbers == ("+1 415 555 0100",) and merged.dnc.fail_times == 2
 
 
 def test_from_file_with_nested_faults_and_secret_references(tmp_path: Path) -> None:

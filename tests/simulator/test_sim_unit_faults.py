@@ -10,11 +10,13 @@ from simhelpers import FakeClock
 
 from connector.simulator.config import (
     ConnectionFaults,
+    DncFaults,
     ErrorFaults,
     FaultSettings,
     JobFaults,
     LatencyFaults,
     RateLimitFaults,
+    UploadFaults,
 )
 from connector.simulator.faults import FaultInjector, TokenBucket, draw_latency
 
@@ -106,3 +108,20 @@ def test_latency_stays_within_bounds(kind: str, low: float, span: float, mean: f
         assert delay == low / 1000
     else:
         assert low / 1000 - 1e-9 <= delay <= (low + span) / 1000 + 1e-9
+
+
+def test_dnc_record_failures_by_number_and_attempt() -> None:
+    inj = FaultInjector(FaultSettings(dnc=DncFaults(fail_numbers=("+1 (415) 555-0100",), fail_times=2)))
+    assert [inj.dnc_record_fails("14155550100") for _ in range(3)] == [True, True, False]
+    assert not inj.dnc_record_fails("14155550101")
+    inj.update(FaultSettings(dnc=DncFaults(fail_numbers=("14155550100",))))  # changed: counts restart
+    assert all(inj.dnc_record_fails("14155550100") for _ in range(5))  # fail_times=0: always
+
+
+@given(count=st.integers(min_value=0, max_value=300), share=st.floats(min_value=0.0, max_value=1.0))
+def test_rejected_rows_are_the_share_rounded_and_repeat_for_a_seed(count: int, share: float) -> None:
+    settings = FaultSettings(seed=7, uploads=UploadFaults(reject_fraction=share))
+    rows = FaultInjector(settings).rejected_rows(count)
+    assert len(rows) == (round(count * share) if share > 0 else 0)
+    assert all(0 <= i < count for i in rows)
+    assert FaultInjector(settings).rejected_rows(count) == rows

@@ -161,13 +161,13 @@ def test_tenant_limit_counts_lists_pending_jobs_and_dnc() -> None:
     assert state.add_dnc_records("g", {"15550001": None}) == 1
     with pytest.raises(ApiError):
         state.add_dnc_records("g", {"15550002": None, "15550003": None})
-    assert state.remove_dnc_records("g", ["15550001", "15550009"]) == 1
+    assert state.dnc.expire("g", ["15550001", "15550009"]) == 1
 
 
 def test_webhook_receiver_fails_the_first_n() -> None:
     state, _ = make()
-    state.fail_webhook("hook", 2, 503)
-    answers = [state.receive_webhook("hook", "POST", {"X-Sig": "s"}, "{}") for _ in range(3)]
+    state.hooks.fail("hook", 2, 503)
+    answers = [state.hooks.receive("hook", "POST", {"X-Sig": "s"}, "{}") for _ in range(3)]
     assert answers == [503, 503, 200]
     assert [d.answered_status for d in state.webhooks["hook"]] == [503, 503, 200]
     assert state.webhooks["hook"][0].headers == {"X-Sig": "s"}

@@ -143,3 +143,37 @@ def test_chunked_preserves_order_and_bounds(items: list[int], size: int) -> None
     chunks = list(chunked(items, size))
     assert [x for c in chunks for x in c] == items
     assert all(1 <= len(c) <= size for c in chunks)
+
+
+class TzContact(ContactEvent):
+    """A contact carrying a time zone, as the pipeline will add it."""
+
+    __slots__ = ("time_zone",)
+
+
+def tz_contact(i: int, zone: str | None, custom: dict[str, str] | None = None) -> ContactEvent:
+    c = TzContact.of(SourceRef("t", 0, i), None, b"", [], 0, f"e{i}", f"c{i}", f"+1415555{i:04d}", True,
+                     None, None, None, custom or {}, 1_700_000_000_000, "crm")
+    c.time_zone = zone
+    return c
+
+
+def test_v2_item_adds_time_zone_only_when_the_contact_has_one() -> None:
+    assert "timeZone" not in v2_item(contact(1))["customFields"]  # no attribute at all
+    assert "timeZone" not in v2_item(tz_contact(2, None))["customFields"]
+    assert v2_item(tz_contact(3, "America/Chicago"))["customFields"]["timeZone"] == "America/Chicago"
+    crm_says = tz_contact(4, "America/Chicago", {"timeZone": "CRM"})
+    assert v2_item(crm_says)["customFields"]["timeZone"] == "CRM"  # the CRM's own field wins
+
+
+def test_call_list_csv_time_zone_column_and_default() -> None:
+    people = [tz_contact(1, "America/Chicago"), tz_contact(2, None), contact(3)]
+    rows = list(csv.reader(io.StringIO(call_list_csv(people, time_zone_column="tz"))))
+    assert rows[0] == ["externalId", "phone", "firstName", "lastName", "email", "tz"]
+    assert [r[-1] for r in rows[1:]] == ["America/Chicago", "", ""]
+    assert len(next(csv.reader(io.StringIO(call_list_csv(people))))) == 5  # no column asked for
+    [body] = call_list_upload_bodies(people, "k", time_zone_column="tz", default_time_zone="America/Denver")
+    assert body["defaultTimeZone"] == "America/Denver"
+    assert base64.b64decode(body["listFile"]).decode().splitlines()[0].endswith(",tz")
+    [plain] = call_list_upload_bodies(people, "k")
+    assert "defaultTimeZone" not in plain
