@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.errors import SerdeError
-from connector.serde.codec import SCHEMA_NAMES, AvroCodec, frame, raw_schema, read_dnc_list_name, unframe
 from connector.serde import codec as serde
+from connector.serde.codec import SCHEMA_NAMES, AvroCodec, frame, raw_schema, read_dnc_list_name, unframe
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
