@@ -1,7 +1,7 @@
 """The connector process: wires ingest, delivery, metrics and health, and runs them.
 
 Nothing here decides anything about records; it only builds the parts, starts them in
-order, and stops them in the reverse order within the shutdown deadline:
+order, watches them, and stops them in the reverse order within the shutdown deadline:
 
 Start-up:
     1. metrics server (so ``/healthz`` answers while the DNC table bootstraps);
@@ -10,18 +10,28 @@ Start-up:
        with ``cxone.dnc_group_id`` (call-lists), the opt-out pusher;
     4. ingest (DNC bootstrap, then the consumer joins the group).
 
-Shutdown (SIGTERM / SIGINT, or a failed stage):
+Watching (fail closed, never silent):
+    - the send gate holds every submission while the DNC table is not current (and names why
+      on ``/readyz``); past ``dnc.max_unavailable_s`` of that, the process exits with code 1
+      so the orchestrator restarts it;
+    - ingest, delivery and every supervised task (:class:`connector.ops.supervisor.Supervisor`)
+      stop the app with code 1 when they fail, the log naming the stage or task;
+    - ``/healthz`` fails on a stall (records pending past ``health.max_unsettled_age_s`` while
+      nothing settles) or a dead task.
+
+Shutdown (SIGTERM / SIGINT, or a failure):
     1. ``/readyz`` turns 503 (draining);
     2. ingest stops consuming, flushes its window, and waits — up to the deadline — for
        in-flight jobs to end and their records to settle; it commits what settled;
     3. delivery cancels what is still in flight (never committed: read again on restart);
-    4. the DNC source, the producer (flushed) and the metrics server close.
+    4. the supervised tasks, the DNC source, the producer (flushed) and the metrics server close.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -29,17 +39,22 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from connector.config import Settings
+from connector.config import Secret, Settings
 from connector.core.models import Batch
+from connector.cxone.backoff import backoff
 from connector.cxone.calllists import CallListsClient
 from connector.kafka.client_config import dnc_consumer_config, producer_config
 from connector.kafka.dlq_writer import DeadLetterWriter
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.producer import AsyncProducer
-from connector.ops.metrics import TOPIC_ROLES, Health, Metrics
+from connector.ops.health import Health
+from connector.ops.logs import register_secret
+from connector.ops.metrics import TOPIC_ROLES, Metrics
 from connector.ops.server import MetricsServer
+from connector.ops.supervisor import Supervisor
 from connector.pipeline.delivery import Delivery
 from connector.pipeline.dnc_group import DncGroupPusher
+from connector.pipeline.gate import SendGate
 from connector.pipeline.ingest import IngestPipeline
 from connector.serde.codec import AvroCodec
 
@@ -63,6 +78,13 @@ class App:
         self.metrics = Metrics(self.registry)
         self.health = Health()
         self.stopping = asyncio.Event()
+        for secret in _secrets(settings):
+            register_secret(secret.get())
+        self.supervisor = Supervisor(lambda: backoff(0.5, 30.0),
+                                     on_restart=lambda name: self.metrics.task_restarts.labels(task=name).inc())
+        #: When the DNC table stopped being current (monotonic), or None while it is.
+        self._dnc_down_since: float | None = None
+        self._exit_reason: str | None = None
         self._job_codec = AvroCodec("JobEvent")
         self._callback_codec = AvroCodec("CallbackResult")
 
@@ -85,18 +107,22 @@ class App:
             publish_callback_result=self._publish_callback_result,
             on_completed=self._settle,
             on_dead=self._dead_letter,
+            check=self._check_at_send,
             metrics=self.metrics,
+            supervisor=self.supervisor,
         )
         self.pusher: DncGroupPusher | None = None
         if settings.cxone.profile == "call-lists" and settings.cxone.dnc_group_id:
             self.pusher = DncGroupPusher(self._add_dnc_records, self._remove_dnc_records,
                                          settings.cxone.dnc_group_id, delays=self.delivery.delays)
+        self.gate = SendGate([self._dnc_check])
         self.ingest = IngestPipeline(
-            settings, submit=self.delivery.submit, producer=self.producer, dnc=self.dnc,
+            settings, submit=self.delivery.submit, producer=self.producer, dnc=self.dnc, gate=self.gate,
             stats_cb=self._stats("contacts"), metrics=self.metrics,
             retract=self.pusher,
         )
-        self.server = MetricsServer(settings.server, self.registry, self.health)
+        self.server = MetricsServer(settings.server, self.registry, self.health,
+                                    max_unsettled_age_s=settings.health.max_unsettled_age_s)
 
     # ------------------------------------------------------------------ wiring helpers
 
@@ -116,6 +142,17 @@ class App:
 
     async def _remove_dnc_records(self, group_id: str, numbers: list[str]) -> None:
         await self._call_lists().remove_dnc_records(group_id, numbers)
+
+    def _dnc_check(self) -> tuple[bool, str]:
+        """The send gate's DNC condition: bootstrapped, and its thread alive."""
+        if self.dnc.failure is not None:
+            return False, f"the DNC materialiser stopped: {type(self.dnc.failure).__name__}"
+        if not self.dnc.ready:
+            return False, "the DNC table is not bootstrapped yet"
+        return True, "the DNC table is current"
+
+    async def _check_at_send(self, batch: Batch) -> Batch | None:
+        return await self.ingest.check_at_send(batch)
 
     async def _settle(self, batch: Batch) -> None:
         await self.ingest.settle_batch(batch)
@@ -149,14 +186,50 @@ class App:
                 delay = min(delay * 2, 30.0)
 
     async def _tick(self) -> None:
-        """Copy the parts' state into health flags (the consumer thread's own poll time)."""
+        """Copy the parts' state into the health flags and gauges; stop the process when the
+        DNC table has not been current for ``dnc.max_unavailable_s``."""
         while True:
-            last_poll = self.ingest.consumer.last_poll
-            if last_poll > 0:
-                self.health.consumer_last_poll = last_poll
-            self.health.dnc_ready = self.dnc.ready
-            self.health.partitions_assigned = self.health.partitions_assigned or bool(self.ingest.assigned)
+            self._refresh_health()
+            if self._dnc_unavailable_too_long():
+                return
             await asyncio.sleep(_TICK_S)
+
+    def _refresh_health(self) -> None:
+        health = self.health
+        last_poll = self.ingest.consumer.last_poll
+        if last_poll > 0:
+            health.consumer_last_poll = last_poll
+        health.dnc_ready = self.dnc.ready
+        health.partitions_assigned = health.partitions_assigned or bool(self.ingest.assigned)
+        health.gate = self.gate.status()
+        health.stalled_s = self.ingest.core.stalled_for()
+        health.dead_task = self.supervisor.dead()
+        unavailable = []
+        if self.ingest.registry_unavailable:
+            unavailable.append("the schema registry")
+        if self.metrics.kafka_stats.unreachable():
+            unavailable.append("the Kafka brokers")
+        health.unavailable = tuple(unavailable)
+        self.metrics.send_gate_open.set(1 if health.gate[0] else 0)
+
+    def _dnc_unavailable_too_long(self) -> bool:
+        current, _ = self._dnc_check()
+        if current or not self._dnc_started():
+            self._dnc_down_since = None
+            return False
+        now = time.monotonic()
+        if self._dnc_down_since is None:
+            self._dnc_down_since = now
+        limit = self.settings.dnc.max_unavailable_s
+        if now - self._dnc_down_since < limit:
+            return False
+        self._exit_reason = f"the DNC table has not been current for {limit:g}s"
+        log.error("stopping: %s (%s)", self._exit_reason, self._dnc_check()[1])
+        return True
+
+    def _dnc_started(self) -> bool:
+        """The DNC table was ready once, or failed: a bootstrap still loading is not down."""
+        return self.dnc.ready or self.dnc.failure is not None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -174,23 +247,28 @@ class App:
         await self.producer.start()
         await self.delivery.start()
         if self.pusher is not None:
-            await self.pusher.start()
+            await self.pusher.start(self.supervisor)
         await self.ingest.start()
-        tasks = [
-            asyncio.create_task(self._obtain_token(), name="token"),
-            asyncio.create_task(self._tick(), name="health-tick"),
-        ]
+        self.supervisor.spawn("cxone-token", self._obtain_token)
+        tasks = [asyncio.create_task(self._tick(), name="health-tick")]
         watched = [
-            asyncio.create_task(self.ingest.wait(), name="ingest-wait"),
-            asyncio.create_task(self.delivery.wait(), name="delivery-wait"),
+            asyncio.create_task(self.ingest.wait(), name="ingest"),
+            asyncio.create_task(self.delivery.wait(), name="delivery"),
+            asyncio.create_task(self.supervisor.wait(), name="supervisor"),
             asyncio.create_task(self.stopping.wait(), name="stop-wait"),
+            tasks[0],
         ]
         await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         code = 0
-        for task in watched[:2]:
-            if task.done() and task.exception() is not None:
-                log.error("stopping after a failure: %r", task.exception())
+        for task in watched[:3]:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("stopping after a failure in %s: %r", task.get_name(), task.exception())
                 code = 1
+        if self._exit_reason is not None:
+            code = 1
+        elif tasks[0].done() and not tasks[0].cancelled() and tasks[0].exception() is not None:
+            log.error("stopping after a failure in health-tick: %r", tasks[0].exception())
+            code = 1
         await self.shutdown()
         for task in (*tasks, *watched):
             task.cancel()
@@ -208,6 +286,7 @@ class App:
         remaining = max(0.0, deadline - (time.monotonic() - begin))
         await self.delivery.drain(min(remaining, 5.0))
         await self.delivery.close()
+        await self.supervisor.close()
         if self.pusher is not None:
             await self.pusher.close()
         await self.dnc.close()
@@ -215,6 +294,15 @@ class App:
             await self.producer.flush(max(1.0, remaining))
         await self.producer.close()
         await self.server.stop()
+
+
+def _secrets(settings: Settings) -> list[Secret]:
+    """Every configured secret (redacted from logs and error texts)."""
+    found: list[Secret] = []
+    for section in vars(settings).values():
+        if dataclasses.is_dataclass(section):
+            found += [v for v in vars(section).values() if isinstance(v, Secret)]
+    return found
 
 
 async def run_app(settings: Settings) -> int:

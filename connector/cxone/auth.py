@@ -31,6 +31,8 @@ from connector.cxone.http import ACCEPT_JSON, Http, request_with_retries, retry_
 if TYPE_CHECKING:
     from connector.ops.metrics import Metrics
 
+from connector.ops.logs import register_secret
+
 log = logging.getLogger(__name__)
 
 #: ``(access_token, expires_in_seconds)``.
@@ -86,6 +88,7 @@ class TokenCache:
                     self._refresh_ok.inc()
                 margin = min(self._margin, max(expires_in, 0.0) / 2)
                 self._token, self._refresh_at = token, self._clock() + expires_in - margin
+                register_secret(token, rotating=True)  # never in a log line or an error text
                 self.refreshes += 1
                 log.debug("access token refreshed; valid for %.0fs", expires_in)
             assert self._token is not None  # noqa: S101 - just set

@@ -4,25 +4,28 @@ record counts, DNC-group records (checked record by record) and ``removeProspect
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from connector.config import CXoneSettings
 from connector.core.models import Batch
 from connector.cxone.auth import CallListsAuth
-from connector.cxone.client import Retrying, SubmittedJob
+from connector.cxone.client import NothingToSend, Retrying, SendCheck, SubmittedJob
 from connector.cxone.exceptions import ProtocolError
-from connector.cxone.http import Http, make_session, request_with_retries
+from connector.cxone.http import Http, Prepare, make_session, request_with_retries
 from connector.cxone.protocol import (
     CALL_LISTS_MAX_RECORDS,
     JobUpdate,
+    call_list_file_name,
     call_list_job_id,
     call_list_job_update,
-    call_list_upload_bodies,
+    call_list_upload_body,
+    chunked,
 )
 from connector.cxone.records import (
     DncGroupHit,
@@ -82,7 +85,7 @@ class CallListsClient:
         return base + ("" if not path or path.startswith("?") else "/") + path
 
     async def _call(self, method: str, path: str, *, what: str, endpoint: str, json: object = None,
-                    resource: str = "lists/call-lists") -> object:
+                    resource: str = "lists/call-lists", prepare: Prepare | None = None) -> object:
         async def url() -> str:
             return await self.auth.api_endpoint() + self._url(path, resource)
 
@@ -90,6 +93,7 @@ class CallListsClient:
             self._http, method, url, tokens=self.tokens, json=json,
             max_attempts=self._retrying.max_attempts, delays=self._retrying.delays(),
             sleep=self._retrying.sleep, what=what, endpoint=endpoint, pacer=self._retrying.gate,
+            prepare=prepare,
         )
         return resp.json()
 
@@ -124,11 +128,13 @@ class CallListsClient:
                     self.list_id = str(list_id)
         return self.list_id
 
-    async def submit(self, batch: Batch) -> list[SubmittedJob]:
+    async def submit(self, batch: Batch, *, check: SendCheck | None = None) -> list[SubmittedJob]:
         """Upload the batch as one or more CSV files (``max_records`` each); one job per file.
 
-        The file name derives from the batch's idempotency key, so a replayed upload is
-        recognised by CXone (and the simulator) as the same file.
+        The file name derives from the idempotency key of what is sent, so a replayed upload
+        is recognised by CXone (and the simulator) as the same file. ``check`` is asked before
+        every attempt of every file (see :data:`connector.cxone.client.SendCheck`); a file it
+        empties is not uploaded.
 
         Raises:
             HTTPStatusError: a fatal answer (4xx), with status and body.
@@ -136,18 +142,36 @@ class CallListsClient:
             ProtocolError: an answer without ``jobId``.
         """
         await self.ensure_list()
-        s = self._settings
-        bodies = call_list_upload_bodies(batch.contacts, batch.idempotency_key(), skill_id=s.skill_id,
-                                         max_records=self.max_records, time_zone_column=s.time_zone_column,
-                                         default_time_zone=s.default_time_zone)
-        jobs: list[SubmittedJob] = []
+        chunks = list(chunked(batch.contacts, self.max_records))
         path = urllib.parse.quote(self.list_id, safe="") + "/upload"
-        for index, body in enumerate(bodies):
-            count = min(self.max_records, len(batch.contacts) - index * self.max_records)
-            answer = await self._call("POST", path, what="call-list upload", endpoint="upload",
-                                      json=body)
-            jobs.append(SubmittedJob(call_list_job_id(answer), count))
+        jobs: list[SubmittedJob] = []
+        for index, chunk in enumerate(chunks):
+            part = dataclasses.replace(batch, contacts=list(chunk))
+            try:
+                part, answer = await self._upload(path, part, index, len(chunks), check)
+            except NothingToSend:
+                continue
+            jobs.append(SubmittedJob(call_list_job_id(answer), len(part.contacts)))
         return jobs
+
+    async def _upload(self, path: str, part: Batch, index: int, total: int,
+                      check: SendCheck | None) -> tuple[Batch, object]:
+        s = self._settings
+
+        async def prepare(attempt: int) -> tuple[Mapping[str, str], Any]:
+            nonlocal part
+            if check is not None:
+                checked = await check(part)
+                if checked is None:
+                    raise NothingToSend("every contact of the file was removed by the send-time check")
+                part = checked
+            name = call_list_file_name(part.idempotency_key(), index, total)
+            return {}, call_list_upload_body(part.contacts, name, skill_id=s.skill_id,
+                                             time_zone_column=s.time_zone_column,
+                                             default_time_zone=s.default_time_zone)
+
+        answer = await self._call("POST", path, what="call-list upload", endpoint="upload", prepare=prepare)
+        return part, answer
 
     async def add_dnc_records(self, group_id: str, numbers: list[str], *,
                               raise_on_failure: bool = True) -> DncRecordsResult:

@@ -21,6 +21,7 @@ from connector.cxone.backoff import Jitter, backoff, full_jitter
 from connector.cxone.http import PaceGate
 from connector.cxone.pacing import Pacer
 from connector.cxone.protocol import JobUpdate
+from connector.errors import ConnectorError
 
 if TYPE_CHECKING:
     from connector.ops.metrics import Metrics
@@ -36,6 +37,18 @@ class SubmittedJob:
     item_count: int
 
 
+#: ``check(batch) -> the batch to send now, or None when none of it may be sent``: the
+#: send-time DNC check, asked before every HTTP attempt of a submission (retries after 429,
+#: 5xx and I/O errors included). It may wait (the DNC table is not current) and it audits
+#: what it removes.
+SendCheck = Callable[[Batch], Awaitable[Batch | None]]
+
+
+class NothingToSend(ConnectorError):
+    """Every contact of a submission was removed by the send-time check (not a failure: the
+    batch's records settle with their audit records)."""
+
+
 class ProfileClient(Protocol):
     """A CXone API profile as delivery and the monitor see it."""
 
@@ -44,8 +57,15 @@ class ProfileClient(Protocol):
     #: The profile's access-token cache (readiness asks it for a first token).
     tokens: TokenCache
 
-    async def submit(self, batch: Batch) -> list[SubmittedJob]:
+    async def submit(self, batch: Batch, *, check: SendCheck | None = None) -> list[SubmittedJob]:
         """Create the job(s) for ``batch`` under its idempotency key.
+
+        Args:
+            check: asked before every HTTP attempt; what it removes is not sent, and a body it
+                changes is sent under another idempotency key.
+
+        Returns:
+            The jobs created (none when ``check`` left nothing of any part to send).
 
         Raises:
             HTTPStatusError: a fatal answer (4xx other than 401/429), with status and body.

@@ -209,6 +209,10 @@ class PaceGate:
         return self.pacer.take(probe=probe)
 
 
+#: ``prepare(attempt) -> (extra headers, JSON body)`` of one attempt.
+Prepare = Callable[[int], Awaitable[tuple[Mapping[str, str], Any]]]
+
+
 async def request_with_retries(
     http: Http,
     method: str,
@@ -224,6 +228,7 @@ async def request_with_retries(
     what: str = "request",
     endpoint: str | None = None,
     pacer: PaceGate | None = None,
+    prepare: Prepare | None = None,
 ) -> Response:
     """Send a request until it succeeds, fails fatally, or ``max_attempts`` are used.
 
@@ -238,6 +243,10 @@ async def request_with_retries(
         delays: backoff delays for retriable failures without ``Retry-After``.
         endpoint: the metrics ``endpoint`` label of this call (``None``: not counted).
         pacer: the client's pacing gate; None sends at once.
+        prepare: called with the attempt number (1 for the first) before every attempt, after
+            the pacer let it through; returns the attempt's extra headers and JSON body (a
+            submission re-checks its numbers against the DNC table there). Whatever it
+            raises ends the request.
 
     Raises:
         AuthError: credentials refused after one refresh.
@@ -255,13 +264,17 @@ async def request_with_retries(
             if pacer is not None:
                 sent_at = await pacer.acquire(sleep, probe=probe)
                 probe = None
+            body = json
             full_headers = {**ACCEPT_JSON, **(headers or {})}
+            if prepare is not None:
+                extra, body = await prepare(attempt)
+                full_headers.update(extra)
             token = None
             if tokens is not None:
                 token = await tokens.get()
                 full_headers["Authorization"] = f"Bearer {token}"
             target = url if isinstance(url, str) else await url()
-            resp = http.check(await http.send(method, target, headers=full_headers, json=json, params=params,
+            resp = http.check(await http.send(method, target, headers=full_headers, json=body, params=params,
                                               endpoint=endpoint))
             if pacer is not None and sent_at is not None:
                 pacer.pacer.succeeded(sent_at)

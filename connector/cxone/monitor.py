@@ -25,6 +25,7 @@ from connector.cxone.exceptions import CXoneError, ProtocolError
 from connector.cxone.jobs import JobTracker
 from connector.cxone.protocol import JobUpdate, v2_parse_event, v2_subscribe_frame
 from connector.ops.metrics import Metrics
+from connector.ops.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ class JobMonitor:
         clock: monotonic seconds.
         metrics: WebSocket state, reconnects, events and polling fallbacks (a private
             registry when ``None``).
+        supervisor: where the loops run (restarted with backoff on an unexpected error; a
+            subscription that fails stops the app).
     """
 
     def __init__(
@@ -61,8 +64,11 @@ class JobMonitor:
         reconnect_delays: Callable[[], Iterator[float]] = lambda: backoff(0.5, 30.0),
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._client = client
+        #: Restarts the poll and socket loops with backoff; one of its own when not given.
+        self.supervisor = supervisor if supervisor is not None else Supervisor(reconnect_delays)
         self._metrics = metrics if metrics is not None else Metrics()
         self._settings = settings
         self._on_update = on_update
@@ -75,7 +81,7 @@ class JobMonitor:
         )
         self._wake = asyncio.Event()
         self._ws: ClientConnection | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._subscriptions: set[asyncio.Task[None]] = set()
         self._polling: set[str] = set()
         self.push_up = False
         self.connects = 0
@@ -86,25 +92,24 @@ class JobMonitor:
         return self._settings.use_websocket and self._client.push_url() is not None
 
     async def start(self) -> None:
-        """Start the poll loop and, for a push profile, the WebSocket loop."""
-        self._tasks.append(asyncio.create_task(self._poll_loop(), name="cxone-monitor-poll"))
+        """Start the poll loop and, for a push profile, the WebSocket loop (supervised)."""
+        self.supervisor.spawn("cxone-monitor-poll", self._poll_loop)
         if self.uses_push:
-            self._tasks.append(asyncio.create_task(self._ws_loop(), name="cxone-monitor-ws"))
+            self.supervisor.spawn("cxone-monitor-ws", self._ws_loop)
 
     async def close(self) -> None:
         """Stop both loops and close the socket."""
-        for task in self._tasks:
+        await self.supervisor.close()
+        for task in list(self._subscriptions):
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
 
     def watch(self, job_id: str) -> None:
         """Follow ``job_id`` until it ends; subscribes it at once when the socket is up."""
         self.tracker.watch(job_id, self._clock())
         if self._ws is not None and self.push_up:
-            asyncio.get_running_loop().create_task(self._subscribe(self._ws))
+            task = self.supervisor.watch("cxone-monitor-subscribe", self._subscribe(self._ws))
+            self._subscriptions.add(task)
+            task.add_done_callback(self._subscriptions.discard)
         self._wake.set()
 
     def forget(self, job_id: str) -> None:
@@ -140,6 +145,7 @@ class JobMonitor:
             self._wake.set()
 
     async def _poll_loop(self) -> None:
+        self._polling.clear()  # a restarted loop: the polls of the one that died are gone
         async with asyncio.TaskGroup() as tg:
             while True:
                 now = self._clock()

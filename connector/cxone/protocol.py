@@ -205,33 +205,41 @@ def call_list_file_name(idempotency_key: str, index: int, total: int) -> str:
     return f"cxone-connector-{idempotency_key[:40]}-{index + 1}of{total}.csv"
 
 
-def call_list_upload_bodies(
-    contacts: Sequence[ContactEvent], idempotency_key: str, *, skill_id: int = 0,
-    max_records: int = CALL_LISTS_MAX_RECORDS, time_zone_column: str = "", default_time_zone: str = "",
-) -> list[dict[str, Any]]:
-    """One upload body per chunk of at most ``max_records`` contacts.
+def call_list_upload_body(
+    contacts: Sequence[ContactEvent], file_name: str, *, skill_id: int = 0, time_zone_column: str = "",
+    default_time_zone: str = "",
+) -> dict[str, Any]:
+    """The upload body of one CSV file.
 
     Args:
         time_zone_column: see :func:`call_list_csv`.
         default_time_zone: the body's ``defaultTimeZone`` (left out when empty).
     """
+    csv_text = call_list_csv(contacts, time_zone_column=time_zone_column)
+    body: dict[str, Any] = {
+        "listFile": base64.b64encode(csv_text.encode("utf-8")).decode("ascii"),
+        "fileName": file_name,
+        "forceOverwrite": False,
+        "startSkill": False,
+        "sendEmail": False,
+    }
+    if skill_id:
+        body["skillId"] = skill_id
+    if default_time_zone:
+        body["defaultTimeZone"] = default_time_zone
+    return body
+
+
+def call_list_upload_bodies(
+    contacts: Sequence[ContactEvent], idempotency_key: str, *, skill_id: int = 0,
+    max_records: int = CALL_LISTS_MAX_RECORDS, time_zone_column: str = "", default_time_zone: str = "",
+) -> list[dict[str, Any]]:
+    """One upload body (:func:`call_list_upload_body`) per chunk of at most ``max_records``."""
     chunks = list(chunked(contacts, max_records))
-    bodies: list[dict[str, Any]] = []
-    for index, chunk in enumerate(chunks):
-        csv_text = call_list_csv(chunk, time_zone_column=time_zone_column)
-        body: dict[str, Any] = {
-            "listFile": base64.b64encode(csv_text.encode("utf-8")).decode("ascii"),
-            "fileName": call_list_file_name(idempotency_key, index, len(chunks)),
-            "forceOverwrite": False,
-            "startSkill": False,
-            "sendEmail": False,
-        }
-        if skill_id:
-            body["skillId"] = skill_id
-        if default_time_zone:
-            body["defaultTimeZone"] = default_time_zone
-        bodies.append(body)
-    return bodies
+    return [call_list_upload_body(chunk, call_list_file_name(idempotency_key, index, len(chunks)),
+                                  skill_id=skill_id, time_zone_column=time_zone_column,
+                                  default_time_zone=default_time_zone)
+            for index, chunk in enumerate(chunks)]
 
 
 def call_list_job_id(body: Any) -> str:

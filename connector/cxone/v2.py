@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import urllib.parse
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from connector.config import CXoneSettings
 from connector.core.models import Batch
 from connector.cxone.auth import TokenCache, v2_token_fetcher
-from connector.cxone.client import Retrying, SubmittedJob
-from connector.cxone.http import ACCEPT_JSON, Http, make_session, request_with_retries
+from connector.cxone.client import NothingToSend, Retrying, SendCheck, SubmittedJob
+from connector.cxone.http import ACCEPT_JSON, Http, Prepare, make_session, request_with_retries
 from connector.cxone.protocol import JobUpdate, v2_bulk_body, v2_job_id, v2_job_update
 
 if TYPE_CHECKING:
@@ -48,27 +48,43 @@ class V2Client:
                                                   sleep=retrying.sleep), metrics=metrics)
 
     async def _call(self, method: str, path: str, *, what: str, endpoint: str,
-                    headers: Mapping[str, str] | None = None, json: object = None) -> object:
+                    headers: Mapping[str, str] | None = None, json: object = None,
+                    prepare: Prepare | None = None) -> object:
         resp = await request_with_retries(
             self._http, method, self._base + path, tokens=self.tokens, headers=headers, json=json,
             max_attempts=self._retrying.max_attempts, delays=self._retrying.delays(),
             sleep=self._retrying.sleep, what=what, endpoint=endpoint, pacer=self._retrying.gate,
+            prepare=prepare,
         )
         return resp.json()
 
-    async def submit(self, batch: Batch) -> list[SubmittedJob]:
-        """POST one bulk insert with ``Idempotency-Key: batch.idempotency_key()``.
+    async def submit(self, batch: Batch, *, check: SendCheck | None = None) -> list[SubmittedJob]:
+        """POST one bulk insert with ``Idempotency-Key`` from the batch sent.
+
+        ``check`` is asked before every attempt (see :data:`connector.cxone.client.SendCheck`).
 
         Raises:
             HTTPStatusError: a fatal answer (e.g. 400 for a bad item), with status and body.
             RetriesExhaustedError: 429/5xx/I-O failures for every allowed attempt.
             ProtocolError: the 202 answer has no job id.
         """
-        body = v2_bulk_body(self.list_id, batch.contacts)
-        answer = await self._call("POST", "/api/v2/outbound/contactlistitems/bulkinsert", what="bulk insert",
-                                  endpoint="bulk_insert",
-                                  headers={"Idempotency-Key": batch.idempotency_key()}, json=body)
-        return [SubmittedJob(v2_job_id(answer), len(batch.contacts))]
+        current = batch
+
+        async def prepare(attempt: int) -> tuple[Mapping[str, str], Any]:
+            nonlocal current
+            if check is not None:
+                checked = await check(current)
+                if checked is None:
+                    raise NothingToSend("every contact was removed by the send-time check")
+                current = checked
+            return {"Idempotency-Key": current.idempotency_key()}, v2_bulk_body(self.list_id, current.contacts)
+
+        try:
+            answer = await self._call("POST", "/api/v2/outbound/contactlistitems/bulkinsert",
+                                      what="bulk insert", endpoint="bulk_insert", prepare=prepare)
+        except NothingToSend:
+            return []
+        return [SubmittedJob(v2_job_id(answer), len(current.contacts))]
 
     async def job_status(self, job_id: str) -> JobUpdate:
         """GET the job's status.

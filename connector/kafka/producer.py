@@ -5,11 +5,23 @@ thread serves librdkafka's delivery callbacks; results are collected and handed 
 event loop in bunches with ``loop.call_soon_threadsafe`` (one wake-up per poll, not one per
 record).
 
-Delivery errors are *latched*, as quix-streams does: the first failure that no awaiting
-caller has seen is raised again by the next :meth:`AsyncProducer.produce`,
-:meth:`~AsyncProducer.produce_nowait` or :meth:`~AsyncProducer.flush`, so a fire-and-forget
-record that failed cannot go unnoticed. A fatal error (the idempotent producer lost its
-guarantees) stays latched for good: the instance must be replaced.
+Retriable means wait and retry; fatal means stop:
+
+- **A full local queue is backpressure.** A record librdkafka cannot queue yet
+  (``BufferError``) waits in a local overflow queue, in order, and is handed over as room
+  frees up; the caller's future simply resolves later. Every later record queues behind it,
+  so order is kept. The records it settles stay unsettled meanwhile, which is what pauses
+  the consumer (``kafka.max_unsettled``).
+- **A retriable delivery failure is produced again** (librdkafka gave up, e.g. the broker
+  was away longer than ``message.timeout.ms``): the future stays pending, and the retry is
+  counted in ``cxone_connector_kafka_produce_retries_total``. A broker outage is therefore
+  waited out, never a failure.
+- **Anything else fails the record's future** and is *latched*, as quix-streams does: the
+  first failure that no awaiting caller has seen is raised again by the next
+  :meth:`AsyncProducer.produce`, :meth:`~AsyncProducer.produce_nowait` or
+  :meth:`~AsyncProducer.flush`, so a fire-and-forget record that failed cannot go unnoticed.
+  A fatal error (the idempotent producer lost its guarantees) stays latched for good: the
+  instance must be replaced.
 """
 
 from __future__ import annotations
@@ -19,12 +31,13 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
-from connector.kafka.exceptions import KafkaError, ProduceError, from_kafka_error
+from connector.kafka.exceptions import KafkaError, ProduceError, from_kafka_error, is_retriable
 from connector.ops.metrics import OTHER, Metrics
 
 log = logging.getLogger(__name__)
@@ -33,7 +46,8 @@ Headers = Sequence[tuple[str, bytes]]
 #: ``(topic, value, key)`` of one record in :meth:`AsyncProducer.produce_many_nowait`.
 Record = tuple[str, bytes | None, bytes | None]
 
-# How long produce() waits between attempts when librdkafka's local queue is full.
+# How long the overflow queue waits before handing records over again when librdkafka's
+# local queue is full.
 _QUEUE_FULL_BACKOFF_S = 0.01
 
 
@@ -66,7 +80,10 @@ class AsyncProducer:
         self._stop = threading.Event()
         # Delivery results from librdkafka's callback threads, drained on the loop: a record's
         # own future, or the group (produce_many_nowait) it belongs to.
-        self._results: collections.deque[tuple[asyncio.Future[None] | _Group, Any]] = collections.deque()
+        self._results: collections.deque[tuple[_Entry, Any]] = collections.deque()
+        # Records librdkafka could not queue yet (or must produce again), in order.
+        self._overflow: collections.deque[_Entry] = collections.deque()
+        self._overflow_timer: asyncio.TimerHandle | None = None
         self._in_flight = 0
         self._idle: asyncio.Event | None = None
         self._latched: KafkaError | None = None
@@ -75,8 +92,13 @@ class AsyncProducer:
 
     @property
     def in_flight(self) -> int:
-        """Records handed to librdkafka and not yet acknowledged or failed."""
+        """Records not yet acknowledged or failed (the overflow queue's included)."""
         return self._in_flight
+
+    @property
+    def backlog(self) -> int:
+        """Records waiting in the overflow queue for room in librdkafka's queue."""
+        return len(self._overflow)
 
     async def start(self) -> None:
         """Create the client and start the poll thread.
@@ -130,10 +152,20 @@ class AsyncProducer:
         self._fatal = exc
 
     def _drain(self) -> None:
-        """Resolve the futures of every delivered record (loop side)."""
+        """Resolve the futures of every delivered record (loop side); produce again the ones
+        a retriable failure returned."""
         while self._results:
-            target, err = self._results.popleft()
+            entry, err = self._results.popleft()
+            if err is not None and is_retriable(err) and not self._closed:
+                self._metrics.produce_retries.labels(topic=self._topic_roles.get(entry.topic, OTHER)).inc()
+                log.warning("delivery to %s failed (%s); producing it again", entry.topic, err.name())
+                self._overflow.append(entry)  # still in flight: not counted down
+                self._schedule_overflow(0.0)
+                continue
             self._in_flight -= 1
+            if err is not None:
+                self._count_error(entry.topic)
+            target = entry.target
             if err is not None and (target.done() or isinstance(target, _Group)) and self._latched is None:
                 # nobody awaits this very record (a cancelled caller, or one record of a group)
                 self._latched = from_kafka_error(ProduceError, err, "delivery failed")
@@ -167,21 +199,14 @@ class AsyncProducer:
     ) -> asyncio.Future[None]:
         """Queue one record without waiting; the returned future resolves on acknowledgement.
 
+        A full local queue never fails the call: the record waits in the overflow queue.
+
         Raises:
             ProduceError: the producer is not started or closed, a previous delivery failed
-                (latched), or the record cannot be queued (too large, unknown topic, queue
-                full: ``retriable`` says which).
+                (latched), or the record can never be queued (too large, unknown topic).
         """
-        loop = self._check_open()
-        fut: asyncio.Future[None] = loop.create_future()
-        results = self._results
-
-        def on_delivery(err: Any, _msg: Any) -> None:
-            results.append((fut, err))
-            if err is not None:
-                self._count_error(topic)
-
-        self._produce_one(topic, value, key, headers, on_delivery)
+        fut: asyncio.Future[None] = self._check_open().create_future()
+        self._enqueue(_Entry(topic, value, key, list(headers) if headers else None, fut))
         return fut
 
     def produce_many_nowait(self, records: Iterable[Record]) -> asyncio.Future[None]:
@@ -195,11 +220,10 @@ class AsyncProducer:
             ProduceError: as :meth:`produce_nowait`; records queued before the failing one
                 stay queued.
         """
-        group = _Group(self._check_open().create_future(), self._results, self._count_error)
-        on_delivery = group.on_delivery
+        group = _Group(self._check_open().create_future())
         try:
             for topic, value, key in records:
-                self._produce_one(topic, value, key, None, on_delivery)
+                self._enqueue(_Entry(topic, value, key, None, group))
                 group.pending += 1
         finally:
             group.seal()
@@ -216,45 +240,74 @@ class AsyncProducer:
         self._raise_latched()
         return self._loop
 
-    def _produce_one(self, topic: str, value: bytes | None, key: bytes | None,
-                     headers: Headers | None, on_delivery: Callable[[Any, Any], None]) -> None:
-        """Hand one record to librdkafka and count it in flight.
+    def _enqueue(self, entry: _Entry) -> None:
+        """Hand one record to librdkafka, or to the overflow queue behind earlier ones.
 
         Raises:
-            ProduceError: the record cannot be queued (too large, unknown topic, queue full:
-                ``retriable`` says which).
+            ProduceError: the record can never be queued (too large, unknown topic).
         """
-        assert self._producer is not None and self._idle is not None  # noqa: S101 - _check_open ran
-        try:
-            self._producer.produce(topic, value=value, key=key, headers=list(headers) if headers else None,
-                                   on_delivery=on_delivery)
-        except BufferError:
-            raise ProduceError("local producer queue is full", retriable=True, code="_QUEUE_FULL") from None
-        except KafkaException as exc:
-            self._count_error(topic)
-            raise from_kafka_error(ProduceError, exc.args[0], f"cannot produce to {topic}") from None
+        assert self._idle is not None  # noqa: S101 - _check_open ran
+        if not self._overflow and self._hand_to_librdkafka(entry):
+            pass
+        else:
+            self._overflow.append(entry)
+            self._schedule_overflow(_QUEUE_FULL_BACKOFF_S)
         self._in_flight += 1
         self._idle.clear()
+
+    def _hand_to_librdkafka(self, entry: _Entry) -> bool:
+        """``produce()`` one record; False when the local queue is full.
+
+        Raises:
+            ProduceError: the record can never be queued.
+        """
+        assert self._producer is not None  # noqa: S101 - _check_open ran
+        results = self._results
+
+        def on_delivery(err: Any, _msg: Any) -> None:  # the poll thread: append only
+            results.append((entry, err))
+
+        try:
+            self._producer.produce(entry.topic, value=entry.value, key=entry.key, headers=entry.headers,
+                                   on_delivery=on_delivery)
+        except BufferError:
+            return False
+        except KafkaException as exc:
+            self._count_error(entry.topic)
+            raise from_kafka_error(ProduceError, exc.args[0], f"cannot produce to {entry.topic}") from None
+        return True
+
+    def _schedule_overflow(self, delay: float) -> None:
+        if self._overflow_timer is None and self._loop is not None and not self._loop.is_closed():
+            self._overflow_timer = self._loop.call_later(delay, self._hand_over_overflow)
+
+    def _hand_over_overflow(self) -> None:
+        """Move the overflow queue into librdkafka's, in order, until it is full again."""
+        self._overflow_timer = None
+        while self._overflow:
+            entry = self._overflow[0]
+            try:
+                if not self._hand_to_librdkafka(entry):
+                    self._schedule_overflow(_QUEUE_FULL_BACKOFF_S)
+                    return
+            except ProduceError as exc:  # can never be queued: fail that record alone
+                self._overflow.popleft()
+                self._results.append((entry, _Refused(exc)))
+                self._drain()
+                continue
+            self._overflow.popleft()
 
     async def produce(
         self, topic: str, value: bytes | None, key: bytes | None = None, headers: Headers | None = None
     ) -> None:
-        """Produce one record and wait until the broker acknowledged it.
-
-        A full local queue is waited out (librdkafka drains it as the broker acknowledges).
+        """Produce one record and wait until the broker acknowledged it (a full local queue
+        and retriable delivery failures are waited out).
 
         Raises:
-            ProduceError: the record was not acknowledged (``retriable`` from librdkafka), or a
-                previous delivery failure was latched.
+            ProduceError: the record was refused for good, or a previous delivery failure was
+                latched.
         """
-        while True:
-            try:
-                fut = self.produce_nowait(topic, value, key=key, headers=headers)
-                break
-            except ProduceError as exc:
-                if exc.code != "_QUEUE_FULL":
-                    raise
-                await asyncio.sleep(_QUEUE_FULL_BACKOFF_S)
+        fut = self.produce_nowait(topic, value, key=key, headers=headers)
         try:
             await fut
         except ProduceError as exc:
@@ -301,32 +354,49 @@ class AsyncProducer:
             self._drain()
 
 
+@dataclass(slots=True)
+class _Entry:
+    """One record until its final delivery report (kept to produce it again)."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: list[tuple[str, str | bytes | None]] | None
+    target: asyncio.Future[None] | _Group
+
+
+class _Refused:
+    """A delivery error for a record librdkafka refused to queue (looks like its errors)."""
+
+    def __init__(self, exc: ProduceError) -> None:
+        self._exc = exc
+
+    def name(self) -> str:
+        return self._exc.code or "_REFUSED"
+
+    def str(self) -> str:  # librdkafka's KafkaError spells it so
+        return str(self._exc)
+
+    def retriable(self) -> bool:
+        return False
+
+    def fatal(self) -> bool:
+        return False
+
+
 class _Group:
     """Records produced together and acknowledged as one (see ``produce_many_nowait``).
 
-    ``on_delivery`` runs on the poll thread and only appends to the shared deque; the
-    counting happens on the loop (``acked``, called by ``_drain``), so it needs no lock.
+    Delivery reports are counted on the loop (``acked``, called by ``_drain``), so no lock.
     """
 
-    __slots__ = ("_count_error", "_error", "_results", "_sealed", "future", "pending")
+    __slots__ = ("_error", "_sealed", "future", "pending")
 
-    def __init__(
-        self,
-        future: asyncio.Future[None],
-        results: collections.deque[tuple[asyncio.Future[None] | _Group, Any]],
-        count_error: Callable[[str], None],
-    ) -> None:
+    def __init__(self, future: asyncio.Future[None]) -> None:
         self.future = future
         self.pending = 0
-        self._results = results
-        self._count_error = count_error
         self._sealed = False
         self._error: Any = None
-
-    def on_delivery(self, err: Any, msg: Any) -> None:
-        self._results.append((self, err))
-        if err is not None:
-            self._count_error(msg.topic() if msg is not None else "")
 
     def done(self) -> bool:
         return self.future.done()

@@ -1,19 +1,49 @@
-"""Logging set-up: plain or JSON lines, with phone numbers masked in every record.
+"""Logging set-up: plain or JSON lines, with phone numbers masked and secrets redacted.
 
-Masking is a ``logging.Filter`` on the root handler, so a phone number that slips into a
-message or an argument is still masked: any run of 7+ digits (with the usual separators)
-keeps only its last two digits (``+14155550123`` becomes ``*********23``).
+Everything a log line can carry passes :func:`scrub`: the message, its arguments, a
+traceback, and (in JSON) every ``extra`` field. :func:`scrub` masks any run of 7+ digits
+(with the usual separators) down to its last two digits (``+14155550123`` becomes
+``*********23``) and replaces every registered secret (:func:`register_secret`: the
+configured credentials, the access tokens fetched at run time) with ``<redacted>``.
+Job events and callback results written to Kafka carry CXone's and webhooks' error texts
+through :func:`scrub` too.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import sys
+import threading
 import time
 from typing import Any
 
 from connector.core.phones import mask_phones_in
+
+#: Secrets shorter than this are not redacted (they would match ordinary words).
+_MIN_SECRET_LEN = 6
+#: Rotating secrets (access tokens) remembered: the latest ones are the ones in use.
+_MAX_ROTATING = 16
+_secrets: set[str] = set()
+_rotating: collections.deque[str] = collections.deque(maxlen=_MAX_ROTATING)
+_secrets_lock = threading.Lock()
+_REDACTED = "<redacted>"
+
+
+def register_secret(value: str, *, rotating: bool = False) -> None:
+    """Redact ``value`` from every log line and error text from now on (idempotent).
+
+    Args:
+        rotating: a short-lived secret (an access token): only the latest few are kept.
+    """
+    if len(value) >= _MIN_SECRET_LEN:
+        with _secrets_lock:
+            if rotating:
+                if value not in _rotating:
+                    _rotating.append(value)
+            else:
+                _secrets.add(value)
 
 
 def mask_phone(text: str) -> str:
@@ -21,15 +51,36 @@ def mask_phone(text: str) -> str:
     return mask_phones_in(text)
 
 
+def scrub(text: str) -> str:
+    """``text`` with registered secrets redacted and phone numbers masked."""
+    if _secrets or _rotating:
+        with _secrets_lock:
+            secrets = sorted({*_secrets, *_rotating}, key=len, reverse=True)
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, _REDACTED)
+    return mask_phones_in(text)
+
+
 class MaskingFilter(logging.Filter):
-    """Rewrites each record's message with phone numbers masked."""
+    """Rewrites each record's message with phone numbers masked and secrets redacted."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = mask_phone(message)
+        masked = scrub(message)
         if masked != message or record.args:
             record.msg, record.args = masked, None
         return True
+
+
+class PlainFormatter(logging.Formatter):
+    """``time level logger: message``, and the traceback, all scrubbed."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -47,9 +98,13 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in self._RESERVED and not key.startswith("_"):
-                out[key] = value if isinstance(value, str | int | float | bool | None) else str(value)
+                if isinstance(value, int | float | bool | None):
+                    out[key] = value
+                else:
+                    out[key] = scrub(str(value))
         if record.exc_info:
-            out["exc"] = mask_phone(self.formatException(record.exc_info))
+            out["exc"] = scrub(self.formatException(record.exc_info))
+        out["message"] = scrub(out["message"])
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -60,7 +115,7 @@ def configure(level: str = "INFO", *, json_lines: bool = False) -> None:
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(PlainFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

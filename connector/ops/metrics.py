@@ -100,7 +100,6 @@ End to end (subsystem ``pipeline``)
     ``unsettled``  Gauge ``cxone_connector_pipeline_unsettled_records``: consumed records not
         yet settled (their offsets cannot be committed yet).
 
-:class:`Health` is the pure state the HTTP server reads; the stages update its fields.
 """
 
 from __future__ import annotations
@@ -148,6 +147,8 @@ TOKEN_OUTCOMES = ("ok", "error")
 JOB_OUTCOMES = ("completed", "failed", "aborted", "timed_out")
 CALLBACK_OUTCOMES = ("delivered", "rejected", "failed")
 TOPIC_ROLES = tuple(f.name for f in fields(TopicSettings))
+#: Long-lived tasks a supervisor restarts (``connector.ops.supervisor``).
+SUPERVISED_TASKS = ("cxone-monitor-poll", "cxone-monitor-ws", "dnc-group-pusher", "cxone-token")
 #: librdkafka clients the stats collector accepts (one stats stream each).
 KAFKA_CLIENTS = ("contacts", "dnc", "producer")
 
@@ -352,6 +353,9 @@ class Metrics:
         # Kafka
         self.produce_errors = labelled_counter("kafka", "produce_errors", "Produce failures, by topic role.",
                                                {"topic": TOPIC_ROLES})
+        self.produce_retries = labelled_counter(
+            "kafka", "produce_retries", "Records produced again after a retriable delivery failure, by topic role.",
+            {"topic": TOPIC_ROLES})
         self.paused_partitions = gauge("kafka", "paused_partitions", "Partitions paused for backpressure.")
         self.commit_duration = hist("kafka", "commit_duration", "Offset commit to its acknowledgement.",
                                     _COMMIT_BUCKETS, unit="seconds")
@@ -362,6 +366,12 @@ class Metrics:
                                        "CRM event produce time to job completion.", _E2E_BUCKETS,
                                        unit="seconds")
         self.unsettled = gauge("pipeline", "unsettled", "Consumed records not yet settled.", unit="records")
+        self.send_gate_open = gauge("pipeline", "send_gate_open",
+                                    "1 while batches may be sent (the DNC table is current and fresh), else 0.")
+        self.task_restarts = BoundedFamily(
+            Counter(documentation="Supervised tasks restarted after an unexpected failure.", registry=r,
+                    labelnames=("task",), namespace=NAMESPACE, subsystem="pipeline", name="task_restarts"),
+            {"task": SUPERVISED_TASKS})
 
     def set_dnc_state(self, state: str) -> None:
         """Mark ``state`` (one of :data:`DNC_STATES`) as the DNC table's current one.
@@ -409,6 +419,8 @@ class KafkaStats:
         rebalances: the consumer group's rebalance count, or ``None``.
         assigned: partitions currently assigned, or ``None``.
         queued: messages waiting in the producer queue (``msg_cnt``), or ``None``.
+        brokers_up: brokers (bootstrap or learned) whose connection is ``UP``, or ``None``
+            when the document lists none.
     """
 
     client_type: str = ""
@@ -419,6 +431,16 @@ class KafkaStats:
     rebalances: int | None = None
     assigned: int | None = None
     queued: int | None = None
+    brokers_up: int | None = None
+
+
+def _brokers_up(stats: dict[str, Any]) -> int | None:
+    """Connections to real brokers that are ``UP`` (the logical coordinator one left out)."""
+    brokers = [_dict(b) for b in _dict(stats.get("brokers")).values()]
+    real = [b for b in brokers if b.get("source") in ("learned", "configured")]
+    if not real:
+        return None
+    return sum(1 for b in real if b.get("state") == "UP")
 
 
 def _int(value: Any) -> int | None:
@@ -509,6 +531,7 @@ def parse_stats(stats_json: str | bytes) -> KafkaStats:
         rebalances=_int(cgrp.get("rebalance_cnt")),
         assigned=_int(cgrp.get("assignment_size")),
         queued=_int(stats.get("msg_cnt")) if client_type == "producer" else None,
+        brokers_up=_brokers_up(stats),
     )
 
 
@@ -532,6 +555,7 @@ class KafkaStatsCollector:
     - ``cxone_connector_kafka_producer_queue_messages{client}``
     - ``cxone_connector_kafka_stats_age_seconds{client}``
     - ``cxone_connector_kafka_stats_errors_total{client}``: statistics that could not be parsed.
+    - ``cxone_connector_kafka_brokers_up{client}``: broker connections that are up.
 
     A client's figures disappear when its last statistics are older than ``max_age_s``
     (a closed client must not report a frozen lag).
@@ -605,7 +629,9 @@ class KafkaStatsCollector:
                                 labels=c)
         errors = CounterMetricFamily(_P + "stats_errors", "librdkafka statistics that could not be "
                                      "parsed.", labels=c)
-        out: list[Metric] = [lag, unc, rtt, commits, rebal, assigned, queued, age, errors]
+        up = GaugeMetricFamily(_P + "brokers_up", "Broker connections that are up (0: Kafka cannot be "
+                               "reached).", labels=c)
+        out: list[Metric] = [lag, unc, rtt, commits, rebal, assigned, queued, age, errors, up]
         if not include_samples:
             return out
         now = self._clock()
@@ -633,65 +659,14 @@ class KafkaStatsCollector:
                 assigned.add_metric([client], stats.assigned)
             if stats.queued is not None:
                 queued.add_metric([client], stats.queued)
+            if stats.brokers_up is not None:
+                up.add_metric([client], stats.brokers_up)
         return out
 
-
-# --------------------------------------------------------------------------- health
-
-
-@dataclass
-class Health:
-    """What ``/healthz`` and ``/readyz`` report. Pure state; the stages set the fields.
-
-    Attributes:
-        consumer_last_poll: monotonic time of the consumer thread's latest poll, ``None``
-            before it starts (set it with :meth:`mark_poll`, from the consumer thread).
-        dnc_ready: the DNC table has caught up with the high watermarks taken at start-up.
-        partitions_assigned: the consumer received its first assignment from the group
-            (possibly empty: an instance beyond the partition count is a warm standby).
-        token_ok: a CXone access token was obtained.
-        draining: shutdown has begun; the instance stops being ready.
-    """
-
-    consumer_last_poll: float | None = None
-    dnc_ready: bool = False
-    partitions_assigned: bool = False
-    token_ok: bool = False
-    draining: bool = False
-
-    def mark_poll(self, now: float) -> None:
-        """Record a consumer poll at monotonic time ``now`` (a plain store: thread-safe)."""
-        self.consumer_last_poll = now
-
-    def live(self, now: float, stall_s: float) -> tuple[bool, str]:
-        """Whether the process is alive: the consumer thread polled within ``stall_s``.
-
-        Before the consumer thread starts there is nothing to be stuck, so the process is
-        live; a DNC bootstrap that never ends is bounded by ``dnc.bootstrap_timeout_s``.
-
-        Returns:
-            ``(alive, reason)``.
-        """
-        if self.consumer_last_poll is None:
-            return True, "consumer not started yet"
-        idle = now - self.consumer_last_poll
-        if idle > stall_s:
-            return False, f"consumer thread has not polled for {idle:.1f}s (limit {stall_s:g}s)"
-        return True, "ok"
-
-    def ready(self) -> tuple[bool, str]:
-        """Whether the instance may take traffic: every start-up condition holds.
-
-        Returns:
-            ``(ready, reason)``; the reason lists every condition not met yet.
-        """
-        missing = []
-        if self.draining:
-            missing.append("shutting down")
-        if not self.dnc_ready:
-            missing.append("DNC table still bootstrapping")
-        if not self.partitions_assigned:
-            missing.append("no partition assignment yet")
-        if not self.token_ok:
-            missing.append("no CXone token yet")
-        return (not missing), ("; ".join(missing) or "ok")
+    def unreachable(self) -> list[str]:
+        """The clients whose latest statistics say no broker connection is up."""
+        now = self._clock()
+        with self._lock:
+            latest = dict(self._latest)
+        return sorted(client for client, (taken, stats) in latest.items()
+                      if now - taken <= self._max_age_s and stats.brokers_up == 0)

@@ -23,7 +23,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from connector.config import ServerSettings
 from connector.errors import ConnectorError
-from connector.ops.metrics import Health
+from connector.ops.health import Health
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ class MetricsServer:
         settings: host, port (0 picks a free one) and the consumer stall limit.
         registry: the registry ``/metrics`` exposes.
         health: the state the health endpoints read.
+        max_unsettled_age_s: ``/healthz`` fails when records have been pending this long while
+            nothing settled (``health.max_unsettled_age_s``).
         clock: monotonic clock, the same one the consumer thread stamps its polls with.
     """
 
@@ -48,9 +50,11 @@ class MetricsServer:
         registry: CollectorRegistry,
         health: Health,
         *,
+        max_unsettled_age_s: float = float("inf"),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._max_unsettled_age_s = max_unsettled_age_s
         self._registry = registry
         self._health = health
         self._clock = clock
@@ -107,7 +111,8 @@ class MetricsServer:
         self._port = None
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        alive, reason = self._health.live(self._clock(), self._settings.consumer_stall_s)
+        alive, reason = self._health.live(self._clock(), self._settings.consumer_stall_s,
+                                          self._max_unsettled_age_s)
         if alive:
             return web.json_response({"status": "ok", "reason": reason})
         return web.json_response({"status": "unhealthy", "reason": reason}, status=503)

@@ -27,7 +27,9 @@ from connector.config import CallbackSettings
 from connector.cxone.backoff import Jitter, backoff, full_jitter, retry_delay
 from connector.cxone.exceptions import CXoneError
 from connector.cxone.http import Http
+from connector.ops.logs import scrub
 from connector.ops.metrics import Metrics
+from connector.ops.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class CallbackSender:
         jitter: Jitter = full_jitter,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         metrics: Metrics | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics if metrics is not None else Metrics()
@@ -104,6 +107,7 @@ class CallbackSender:
         self._jitter = jitter
         self._sleep = sleep
         self._tasks: set[asyncio.Task[None]] = set()
+        self._supervisor = supervisor
 
     def _http(self) -> Http:
         if self._session is None:
@@ -121,8 +125,9 @@ class CallbackSender:
             return
         body = encode_summary(summary)
         for url in self._settings.urls:
-            task = asyncio.get_running_loop().create_task(
-                self._deliver(url, body, batch_id, list(job_ids), idempotency_key), name="callback")
+            coro = self._deliver(url, body, batch_id, list(job_ids), idempotency_key)
+            task = (self._supervisor.watch("callback", coro) if self._supervisor is not None
+                    else asyncio.get_running_loop().create_task(coro, name="callback"))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -148,7 +153,7 @@ class CallbackSender:
                 resp = http.check(await http.send("POST", url, headers=headers, data=body))
             except CXoneError as err:
                 status = getattr(err, "status", None)
-                error = f"{type(err).__name__}: {err}"[:500]
+                error = scrub(f"{type(err).__name__}: {err}")[:500]
                 if not err.retriable:
                     label = "rejected"  # the receiver refused it: retrying cannot help
                     break
@@ -171,15 +176,21 @@ class CallbackSender:
         await self._publish_record(record)
 
     async def _publish_record(self, record: dict[str, Any]) -> None:
+        """Publish until the broker acks; a retriable failure is retried, any other raises
+        (the supervisor then stops the app: a result is never dropped unseen).
+
+        Raises:
+            Exception: what the producer raised for a failure retrying cannot mend.
+        """
         delays = self._delays()
-        for attempt in range(1, 6):
+        while True:
             try:
                 await self._publish(record)
                 return
             except Exception as exc:
-                if attempt == 5:
-                    log.error("could not publish callback result %s: %s", record["delivery_id"], exc)
-                    return
+                if not getattr(exc, "retriable", False):
+                    raise
+                log.warning("publishing callback result %s failed (%s); retrying", record["delivery_id"], exc)
                 await self._sleep(next(delays))
 
     async def drain(self, timeout: float) -> bool:

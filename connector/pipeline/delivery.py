@@ -30,12 +30,13 @@ from typing import Any, Protocol
 from connector.config import Settings
 from connector.core.models import Batch
 from connector.cxone.backoff import Jitter, backoff, full_jitter
-from connector.cxone.client import ProfileClient, SubmittedJob, make_client
+from connector.cxone.client import ProfileClient, SendCheck, SubmittedJob, make_client
 from connector.cxone.exceptions import CXoneError, HTTPStatusError, RetriesExhaustedError
 from connector.cxone.monitor import JobMonitor
 from connector.cxone.protocol import COMPLETED, FAILED, IN_PROGRESS, UNKNOWN, JobUpdate
-from connector.errors import ConnectorError
+from connector.ops.logs import scrub
 from connector.ops.metrics import JOB_OUTCOMES, Metrics
+from connector.ops.supervisor import Supervisor
 from connector.pipeline.callbacks import CallbackSender
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,13 @@ class Delivery:
         on_completed: settles a batch whose jobs all COMPLETED (after their events were acked).
         on_dead: dead-letters a batch's records (``stage``, ``error_class``, ``message``).
         client: a profile client to use instead of building one from ``settings``.
+        check: the send-time DNC check, asked before every HTTP attempt of every submission
+            (:data:`connector.cxone.client.SendCheck`); None sends what the window flushed.
         jitter: backoff jitter for every retry (tests inject ``no_jitter``).
         metrics: CXone, job, WebSocket, callback and end-to-end families (a private registry
             when ``None``); handed to the client, the monitor and the callback sender.
+        supervisor: watches the monitor's loops and the webhook deliveries (one of its own
+            when ``None``); :meth:`wait` raises what it reports.
     """
 
     def __init__(
@@ -120,8 +125,10 @@ class Delivery:
         on_completed: Callable[[Batch], Awaitable[None]],
         on_dead: OnDead,
         client: ProfileClient | None = None,
+        check: SendCheck | None = None,
         jitter: Jitter = full_jitter,
         metrics: Metrics | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics if metrics is not None else Metrics()
@@ -130,10 +137,12 @@ class Delivery:
         self._on_completed = on_completed
         self._on_dead = on_dead
         self._jitter = jitter
+        self._check = check
+        self.supervisor = supervisor if supervisor is not None else Supervisor(self.delays)
         self._client = client
         self._own_client = client is None
         self.callbacks = CallbackSender(settings.callbacks, publish_callback_result, jitter=jitter,
-                                        metrics=self._metrics)
+                                        metrics=self._metrics, supervisor=self.supervisor)
         self._monitor: JobMonitor | None = None
         self._slots = asyncio.Semaphore(max(1, settings.cxone.max_in_flight))
         self._tasks: set[asyncio.Task[None]] = set()
@@ -170,7 +179,8 @@ class Delivery:
         if self._client is None:
             self._client = make_client(self._settings.cxone, jitter=self._jitter, metrics=self._metrics)
         self._monitor = JobMonitor(self._client, self._settings.monitor, self._on_job_update,
-                                   reconnect_delays=self.delays, metrics=self._metrics)
+                                   reconnect_delays=self.delays, metrics=self._metrics,
+                                   supervisor=self.supervisor)
         await self._monitor.start()
 
     async def submit(self, batch: Batch) -> None:
@@ -196,14 +206,24 @@ class Delivery:
                 self._failed.set()
 
     async def wait(self) -> None:
-        """Return only by raising what broke a batch beyond retrying (the app then stops).
+        """Return only by raising what broke a batch, the monitor or a webhook delivery beyond
+        retrying (the app then stops).
 
         Raises:
-            BaseException: the first error that crashed a batch task.
+            BaseException: the first error that crashed a batch task, or the supervisor's
+                :class:`connector.ops.supervisor.TaskFailedError`.
         """
-        await self._failed.wait()
-        assert self._failure is not None  # noqa: S101 - set before the event
-        raise self._failure
+        supervised = asyncio.ensure_future(self.supervisor.wait())
+        failed = asyncio.ensure_future(self._failed.wait())
+        try:
+            await asyncio.wait({supervised, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failed.cancel()
+            supervised.cancel()
+        if self._failure is not None:
+            raise self._failure
+        assert self.supervisor.failure is not None  # noqa: S101 - the only other way out
+        raise self.supervisor.failure
 
     async def drain(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for in-flight batches (and callbacks); True when all ended."""
@@ -238,8 +258,8 @@ class Delivery:
                 await self._publish_job_event(record)
                 return
             except Exception as exc:
-                if isinstance(exc, ConnectorError) and not exc.retriable:
-                    raise  # e.g. a record the schema refuses: retrying cannot help
+                if not getattr(exc, "retriable", False):
+                    raise  # a record the schema refuses, a bug: retrying cannot help
                 delay = next(delays)
                 log.warning("publishing job event for batch %s failed (%s); retrying in %.2fs",
                             record["batch_id"], exc, delay)
@@ -247,8 +267,9 @@ class Delivery:
 
     def _event(self, batch: Batch, *, job_id: str, status: str, progress: int | None,
                item_count: int, detail: str) -> dict[str, Any]:
+        # CXone's error texts end up here: never a phone number or a secret on the topic
         return job_event(batch, job_id=job_id, list_id=self.client.list_id, profile=self.client.profile,
-                         status=status, progress=progress, item_count=item_count, detail=detail,
+                         status=status, progress=progress, item_count=item_count, detail=scrub(detail),
                          time_ms=int(time.time() * 1000))
 
     def _publish_for_job(
@@ -327,9 +348,11 @@ class Delivery:
 
     async def _attempt(self, batch: Batch) -> _Outcome:
         try:
-            submitted = await self.client.submit(batch)
+            submitted = await self.client.submit(batch, check=self._check)
         except CXoneError as err:
             return self._submit_failure(batch, err)
+        if not submitted:  # the send-time check left nothing to send: its audits settle it
+            return _Outcome(ok=True)
         assert self._monitor is not None  # noqa: S101 - set in start()
         self._metrics.cxone_last_success.set_to_current_time()
         loop = asyncio.get_running_loop()
@@ -359,7 +382,7 @@ class Delivery:
             return _Outcome(ok=True, job_ids=[j.job_id for j in jobs])
         job, end = failed[0]
         return _Outcome(ok=False, stage="job", error_class=f"Job{end.status.title()}",
-                        message=f"job {job.job_id} ended {end.status}: {end.detail}",
+                        message=scrub(f"job {job.job_id} ended {end.status}: {end.detail}"),
                         job_ids=[j.job_id for j, _ in failed])
 
     def _submit_failure(self, batch: Batch, err: CXoneError) -> _Outcome:
@@ -367,16 +390,13 @@ class Delivery:
         if isinstance(err, HTTPStatusError) and not err.retriable and err.status not in (401, 403):
             log.error("batch %s refused by CXone: HTTP %d", batch.batch_id, err.status)
             return _Outcome(ok=False, fatal=True, stage="submit", error_class=type(err).__name__,
-                            message=f"HTTP {err.status}: {err.body}")
+                            message=scrub(f"HTTP {err.status}: {err.body}"))
         return _Outcome(ok=False, stage="submit", error_class=type(err).__name__,
-                        message=f"{type(cause).__name__}: {cause}")
+                        message=scrub(f"{type(cause).__name__}: {cause}"))
 
     async def _settle(self, batch: Batch, final: Batch, outcome: _Outcome) -> None:
-        try:
-            await self._on_completed(batch)
-        except Exception:
-            log.exception("settling batch %s failed", batch.batch_id)
-            return
+        # a failure here crashes the batch task, which stops the app: never a silent stall
+        await self._on_completed(batch)
         self._notify(final, outcome, COMPLETED)
 
     async def _dead(self, batch: Batch, final: Batch, outcome: _Outcome) -> None:
@@ -386,12 +406,9 @@ class Delivery:
                                                   detail=outcome.message[:1000]))
         log.error("batch %s dead-lettered at stage %s: %s",
                   batch.batch_id, outcome.stage, outcome.error_class)
-        try:
-            await self._on_dead(batch, stage=outcome.stage, error_class=outcome.error_class,
-                                message=outcome.message)
-        except Exception:
-            log.exception("dead-lettering batch %s failed", batch.batch_id)
-            return
+        # a failure here crashes the batch task, which stops the app: never a silent stall
+        await self._on_dead(batch, stage=outcome.stage, error_class=outcome.error_class,
+                            message=outcome.message)
         self._notify(final, outcome, "DEAD_LETTERED")
 
     def _notify(self, final: Batch, outcome: _Outcome, status: str) -> None:

@@ -31,6 +31,7 @@ from pyroaring import BitMap64
 
 from connector.core.dnc_table import e164_to_int
 from connector.cxone.exceptions import CXoneError, RetriesExhaustedError
+from connector.ops.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ class DncGroupPusher:
         #: Numbers this instance has put in the group (a compressed set: cheap at any size).
         self._added = BitMap64()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Future[None] | None = None
+        self._supervisor: Supervisor | None = None
         #: Numbers CXone acknowledged since start, per operation.
         self.done = {ADD: 0, REMOVE: 0}
 
@@ -107,9 +109,15 @@ class DncGroupPusher:
         self._queue.append(op)
         self._wake.set()
 
-    async def start(self) -> None:
-        """Start the background sender."""
-        self._task = asyncio.create_task(self._run(), name="dnc-group-pusher")
+    async def start(self, supervisor: Supervisor | None = None) -> None:
+        """Start the background sender (restarted with backoff by ``supervisor`` when it fails
+        unexpectedly; what it was sending goes back to the head of the queue)."""
+        if supervisor is not None:
+            self._supervisor = supervisor
+            supervisor.spawn("dnc-group-pusher", self._run)
+            self._task = asyncio.get_running_loop().create_future()  # started: push() may queue
+        else:
+            self._task = asyncio.create_task(self._run(), name="dnc-group-pusher")
 
     async def close(self) -> None:
         """Stop; additions not yet acknowledged are cancelled (their offsets stay uncommitted)."""
@@ -123,6 +131,10 @@ class DncGroupPusher:
         self._queue.clear()
 
     async def _run(self) -> None:
+        if self._sending:  # restarted after a failure: send those again first
+            self._queue[:0] = self._sending
+            self._sending = []
+            self._wake.set()
         while True:
             await self._wake.wait()
             await asyncio.sleep(self._linger_s)

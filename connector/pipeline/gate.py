@@ -3,7 +3,7 @@
 A check is a callable returning ``(ok, reason)``: the DNC table is current, every DNC list
 with an age limit is fresh enough, ... The first failing check's reason is what
 ``/readyz`` and the logs show. The gate is asked before a batch is handed to delivery and
-again before every submit attempt (``connector.pipeline.ingest.IngestPipeline.prune_for_send``).
+again before every submit attempt (``connector.pipeline.ingest.IngestPipeline.check_at_send``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ outside world, on the asyncio loop:
 4. **ticks**: the window's age, flow control (pause and resume every assigned partition),
    gauges, and commits of what the core says is committable.
 
-Before **every** submit attempt, delivery calls :meth:`IngestPipeline.prune_for_send`: the gate
+Before **every** submit attempt, delivery calls :meth:`IngestPipeline.check_at_send`: the gate
 must be open, and every number of the batch is looked up in the DNC table once more; a
 contact a list took meanwhile is audited (stage ``SEND``) instead of sent.
 
@@ -103,7 +103,7 @@ class IngestPipeline:
         producer: a started producer for audit, DLQ and DNC records (not closed here).
         dnc: the DNC materialiser (started here if needed, not closed here).
         gate: asked before a batch is handed to ``submit`` and before every attempt
-            (:meth:`prune_for_send`); by default open once the DNC table is bootstrapped.
+            (:meth:`check_at_send`); by default open once the DNC table is bootstrapped.
         consumer_overrides: librdkafka settings laid over :func:`consumer_config`.
         clock: monotonic seconds for the window (tests inject their own).
         commit_interval_s: how often committable offsets are committed.
@@ -533,16 +533,17 @@ class IngestPipeline:
                 self.core.handed_over()
             self._flow()
 
-    async def prune_for_send(self, batch: Batch) -> Batch | None:
-        """The send-time DNC check, called by delivery before every submit attempt.
+    async def check_at_send(self, batch: Batch) -> Batch | None:
+        """The send-time DNC check (:data:`connector.cxone.client.SendCheck`), asked before
+        every HTTP attempt of every submission.
 
         Waits until the gate is open (the DNC table current, every list fresh enough), then
         looks every number up again. Contacts a DNC list took since the flush are audited
-        (stage ``SEND``) and left out.
+        (stage ``SEND``), the audit records acknowledged, and left out; their records settle
+        with the batch.
 
         Returns:
-            The batch to send (itself when nothing changed), or None when no contact is left;
-            every record it covers is then settled here, once the audits were acknowledged.
+            The batch to send (itself when nothing changed), or None when no contact is left.
 
         Raises:
             connector.kafka.exceptions.ProduceError: an audit record was refused for good.
@@ -554,9 +555,6 @@ class IngestPipeline:
             log.warning("batch %s: %d contact(s) joined a DNC list before a submit attempt; not sent",
                         batch.batch_id, len(audits))
             await asyncio.gather(*self._audit(audits))
-        if pruned is None:
-            self.core.settle_batch(batch)
-            self._flow()
         return pruned
 
     async def settle_batch(self, batch: Batch) -> None:
@@ -608,8 +606,9 @@ class IngestPipeline:
         try:
             done = await self.consumer.commit(offsets)
         except KafkaError as exc:
-            if not exc.retriable:
+            if exc.fatal:  # the consumer is unusable: stop (nothing is lost, it was not committed)
                 raise
+            # a rebalance race or a broker away: the offsets are committed at the next interval
             log.warning("commit failed (%s); retrying at the next interval", exc)
             return
         self._metrics.commit_duration.observe(time.monotonic() - started)

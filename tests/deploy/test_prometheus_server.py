@@ -22,7 +22,8 @@ import yaml
 from deploy_helpers import PROMETHEUS_DIR, require_tool
 
 from connector.config import ServerSettings
-from connector.ops.metrics import Health, Metrics
+from connector.ops.health import Health
+from connector.ops.metrics import Metrics
 from connector.ops.server import MetricsServer
 
 

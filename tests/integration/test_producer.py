@@ -8,9 +8,11 @@ import uuid
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from kafka_helpers import TcpProxy, free_port
 
 from connector.kafka.exceptions import ProduceError
 from connector.kafka.producer import AsyncProducer
+from connector.ops.metrics import Metrics
 
 pytestmark = pytest.mark.kafka
 
@@ -82,19 +84,48 @@ async def test_delivery_error_is_raised_and_latched(kafka_bootstrap: str, topic_
         await producer.close()
 
 
-async def test_unreachable_broker_times_out_retriable() -> None:
-    # Nothing listens on port 1: the record expires in librdkafka's queue.
-    producer = AsyncProducer({"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": "300",
-                              "log_level": "0"})
+async def test_a_broker_unreachable_at_start_is_waited_for_not_failed(
+        kafka_bootstrap: str, topic_factory) -> None:
+    # Bootstrap through a port nothing listens on yet: librdkafka gives the record up after
+    # message.timeout.ms, and the producer produces it again instead of failing it.
+    topic = topic_factory("late")
+    proxy = TcpProxy(free_port(), kafka_bootstrap)
+    metrics = Metrics()
+    producer = AsyncProducer({"bootstrap.servers": f"127.0.0.1:{proxy.port}", "message.timeout.ms": "300",
+                              "log_level": "0"}, metrics=metrics)
     await producer.start()
     try:
-        async with asyncio.timeout(10):
-            with pytest.raises(ProduceError) as info:
-                await producer.produce("test.unreachable", b"v")
-        assert info.value.code == "_MSG_TIMED_OUT"
-        assert info.value.retriable is True
+        fut = producer.produce_nowait(topic, b"v")
+        await asyncio.sleep(1.5)
+        assert not fut.done()
+        retries = metrics.registry.get_sample_value("cxone_connector_kafka_produce_retries_total",
+                                                    {"topic": "other"})
+        assert retries is not None and retries >= 1
+        await proxy.start()  # the broker is back
+        async with asyncio.timeout(20):
+            await fut
     finally:
-        await producer.close(timeout=1)
+        await producer.close(timeout=5)
+        await proxy.stop()
+    assert [v for _, v, _ in read_all(kafka_bootstrap, topic, 1)] == [b"v"]
+
+
+async def test_a_full_local_queue_is_backpressure_in_order(kafka_bootstrap: str, topic_factory) -> None:
+    topic = topic_factory("full")
+    producer = AsyncProducer({"bootstrap.servers": kafka_bootstrap, "queue.buffering.max.messages": "5",
+                              "linger.ms": "20"})
+    await producer.start()
+    try:
+        singles = [producer.produce_nowait(topic, f"s{i}".encode()) for i in range(20)]  # never raises
+        group = producer.produce_many_nowait((topic, f"g{i}".encode(), None) for i in range(100))
+        assert producer.backlog > 0
+        async with asyncio.timeout(20):
+            await asyncio.gather(*singles, group)
+        assert producer.backlog == 0 and producer.in_flight == 0
+    finally:
+        await producer.close()
+    values = [v for _, v, _ in read_all(kafka_bootstrap, topic, 120)]
+    assert values == [f"s{i}".encode() for i in range(20)] + [f"g{i}".encode() for i in range(100)]
 
 
 async def test_use_before_start_and_after_close_is_refused(kafka_bootstrap: str) -> None:

@@ -16,7 +16,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.config import ServerSettings
-from connector.ops.metrics import Health, Metrics
+from connector.ops.health import Health
+from connector.ops.metrics import Metrics
 from connector.ops.server import MetricsServer, MetricsServerError
 
 

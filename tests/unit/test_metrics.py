@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from connector.ops.health import Health
 from connector.ops.metrics import (
     CXONE_ENDPOINTS,
     DNC_STATES,
@@ -20,7 +21,6 @@ from connector.ops.metrics import (
     OTHER,
     STATUS_CLASSES,
     BoundedFamily,
-    Health,
     KafkaStatsCollector,
     Metrics,
     StatsError,
@@ -31,7 +31,7 @@ from connector.ops.metrics import (
 NAME_RE = re.compile(r"^cxone_connector_[a-z0-9]+(_[a-z0-9]+)+$")
 ALLOWED_LABELS = {
     "reason", "list", "stage", "state", "op", "endpoint", "status_class", "outcome", "topic",
-    "client", "partition", "broker", "stat", "le",
+    "client", "partition", "broker", "stat", "le", "task",
 }
 
 
