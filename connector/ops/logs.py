@@ -98,10 +98,10 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in self._RESERVED and not key.startswith("_"):
-                if isinstance(value, int | float | bool | None):
-                    out[key] = value
-                else:
-                    out[key] = scrub(str(value))
+                try:
+                    out[key] = value if isinstance(value, int | float | bool | None) else scrub(str(value))
+                except Exception:  # a dead weak proxy, a broken __str__: never lose the line for it
+                    out[key] = "<unprintable>"
         if record.exc_info:
             out["exc"] = scrub(self.formatException(record.exc_info))
         out["message"] = scrub(out["message"])

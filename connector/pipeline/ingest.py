@@ -493,8 +493,8 @@ class IngestPipeline:
         counts: dict[tuple[str, str], int] = {}
         for audit in audits:
             event, source = audit.event, audit.event.source
-            record = {
-                "event_id": event.event_id, "contact_id": event.contact_id, "phone_e164": event.phone_e164,
+            record = {  # no phone number on an output topic: the source record it names holds it
+                "event_id": event.event_id, "contact_id": event.contact_id, "phone_e164": None,
                 "reason": audit.reason, "list_name": audit.list_name, "check_stage": audit.stage,
                 "checked_at": checked_at, "source_topic": source.topic, "source_partition": source.partition,
                 "source_offset": source.offset,

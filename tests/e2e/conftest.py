@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from e2e_helpers import SimFactory, Topics
+from e2e_helpers import PRODUCED_NUMBERS, SimFactory, Topics, output_texts, pii_in
+
+from connector.ops.logs import JsonFormatter, PlainFormatter
 
 from connector.simulator import FaultSettings, JobSettings, Simulator, SimulatorConfig
 
@@ -56,3 +59,44 @@ async def start_sim() -> AsyncIterator[SimFactory]:
     yield make
     for sim in started:
         await sim.stop()
+
+
+class _Capture(logging.Handler):
+    """Formats every record as it is emitted, with both of the connector's formatters."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[str, str]] = []
+        self._plain, self._json = PlainFormatter(), JsonFormatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.name, self._plain.format(record)))
+        self.lines.append((record.name, self._json.format(record)))
+
+
+@pytest.fixture(autouse=True)
+def no_pii_anywhere(request: pytest.FixtureRequest, kafka_bootstrap: str) -> Iterator[None]:
+    """Issue 12, item 8: after every end-to-end scenario, no log line (plain or JSON, at any
+    level) and no output record carries a phone number the test produced, in any spelling,
+    or a configured secret."""
+    PRODUCED_NUMBERS.clear()
+    # asked for here, so that the topics outlive this fixture's check
+    used = [request.getfixturevalue(name) for name in ("e2e_topics", "one_partition_topics")
+            if name in request.fixturenames]
+    capture = _Capture()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(capture)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(capture)
+        root.setLevel(level)
+    leaks = []
+    for name, line in capture.lines:
+        leaks += [f"log {name}: {what}" for what in pii_in(line)]
+    for topics in used:
+        for topic, text in output_texts(kafka_bootstrap, topics):
+            leaks += [f"{topic}: {what}" for what in pii_in(text)]
+    assert not leaks, f"{len(leaks)} leak(s): {sorted(set(leaks))[:10]}"

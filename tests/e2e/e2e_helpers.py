@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -166,6 +167,7 @@ def produce(bootstrap: str, topic: str, records: Iterable[KeyedRecord], codec: A
 
 def produce_sample(bootstrap: str, topics: Topics, data: SampleData) -> None:
     """The DNC entries first (the connector bootstraps from them), then the CRM events."""
+    remember_numbers(data)
     produce(bootstrap, topics.dnc, data.dnc, DNC_ENTRY)
     produce(bootstrap, topics.contacts, data.events, CONTACT)
 
@@ -499,3 +501,45 @@ async def deliver(bootstrap: str, topics: Topics, sim_url: str, data: SampleData
     async with running(settings):
         await wait_committed_to_end(bootstrap, settings.kafka.group_id, topics, timeout)
     return settings
+
+
+# ---------------------------------------------------------------------------- no PII, no secrets
+
+#: The national numbers (digits) of every phone a test produced (any spelling) and the
+#: configured secrets: none may appear in a log line or an output record.
+PRODUCED_NUMBERS: set[str] = set()
+_PHONE_RUN = re.compile(r"\+?\(?\d(?:[\s().-]?\d){6,}")
+
+
+def remember_numbers(data: SampleData) -> None:
+    """Note every number ``data`` spells, by its last 10 digits (US national number)."""
+    spellings = [rec.key for rec in data.dnc] + [rec.value["phone"] for rec in data.events if rec.value]
+    for text in spellings:
+        for run in _PHONE_RUN.findall(text):
+            digits = re.sub(r"\D", "", run)
+            if len(digits) >= 10:
+                PRODUCED_NUMBERS.add(digits[-10:])
+
+
+def pii_in(text: str) -> list[str]:
+    """What of ``text`` is a produced phone number (in any spelling) or a configured secret,
+    masked for the failure message."""
+    found = [f"secret {name}" for name, secret in SECRETS_ENV.items() if secret in text]
+    for run in _PHONE_RUN.findall(text):
+        digits = re.sub(r"\D", "", run)
+        if len(digits) >= 10 and digits[-10:] in PRODUCED_NUMBERS:
+            found.append(f"phone ...{digits[-2:]}")
+    return found
+
+
+def output_texts(bootstrap: str, topics: Topics) -> list[tuple[str, str]]:
+    """Every output record as text: job events, callback results and audit records decoded,
+    DLQ headers (the DLQ value is the original record, unchanged by design)."""
+    out: list[tuple[str, str]] = []
+    for topic, codec in ((topics.job_events, JOB_EVENT), (topics.callback_results, CALLBACK_RESULT),
+                         (topics.suppressed, SUPPRESSED)):
+        for msg in read_all(bootstrap, topic):
+            out.append((topic, f"{msg.key()!r} {codec.decode(value_of(msg))!r}"))
+    for msg in read_all(bootstrap, topics.dlq):
+        out.append((topics.dlq, repr(dlq.header_dict(dlq.plain_headers(msg.headers())))))
+    return out
