@@ -9,7 +9,6 @@ import pytest
 from e2e_helpers import PRODUCED_NUMBERS, SimFactory, Topics, output_texts, pii_in
 
 from connector.ops.logs import JsonFormatter, PlainFormatter
-
 from connector.simulator import FaultSettings, JobSettings, Simulator, SimulatorConfig
 
 #: Jobs that take a visible fraction of a second, so faults hit them while they run.
