@@ -3,8 +3,9 @@
 The dataclass fields' types drive the conversion: ``str``, ``int``, ``float``, ``bool``,
 ``Literal[...]``, ``tuple[T, ...]``, :class:`Secret`, ``X | None``, nested dataclasses, and
 ``Mapping[str, D]`` of a dataclass ``D``: a table of tables whose keys are chosen by the
-user (``[dnc.lists.national]``, ``[dnc.lists.internal]``), each built as a ``D``. Every problem is collected as ``(dotted.key, reason)`` instead of
-raised, so a caller can report them all at once; a bad value keeps its default meanwhile.
+user (``[dnc.lists.national]``, ``[dnc.lists.internal]``), each built as a ``D``. Every
+problem is collected as ``(dotted.key, reason)`` instead of raised, so a caller can report
+them all at once; a bad value keeps its default meanwhile.
 
 Environment overrides are optional: ``env_name(dotted_key)`` names the variable that
 overrides a key. Values from the environment are strings, so they are parsed (numbers,
