@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
+from connector.cli import dnc_sync
 from connector.cli.produce_sample import BulkProducer, default_bootstrap, parse_overrides
 from connector.core.dnc_keys import dnc_key, valid_list_name
 from connector.core.phones import PhoneNormalizer, mask_phone
@@ -66,9 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     load.add_argument("--progress-every", type=int, default=100_000, metavar="N",
                       help="print progress to stderr every N lines (0: never)")
     load.set_defaults(func=_run)
-    from connector.cli import dnc_sync  # the other "dnc" subcommand; imported here to keep one parser
-
-    dnc_sync.add_parser(sub)
+    dnc_sync.add_parser(sub)  # the other "dnc" subcommand
 
 
 class _BadColumn(Exception):

@@ -294,6 +294,8 @@ class ChangeListParser:
         normalise: checks each number (the US phone normaliser, which reads any spelling).
         columns: where the fields are.
         invalid: where rejected lines are recorded (a new one by default).
+        progress: called with the rows read so far every ``progress_every`` rows.
+        progress_every: see ``progress``.
 
     Attributes:
         lines: data rows read (headers and blank rows not included).
@@ -302,10 +304,13 @@ class ChangeListParser:
     """
 
     def __init__(self, normalise: Normalise, columns: ColumnMap = ColumnMap(),
-                 invalid: InvalidLines | None = None) -> None:
+                 invalid: InvalidLines | None = None, *, progress: Progress | None = None,
+                 progress_every: int = PROGRESS_EVERY) -> None:
         self._normalise = normalise
         self._columns = columns
         self.invalid = invalid if invalid is not None else InvalidLines()
+        self._progress = progress
+        self._every = max(1, progress_every)
         self._added = BitMap64()
         self._deleted = BitMap64()
         self._conflicted = BitMap64()
@@ -343,6 +348,8 @@ class ChangeListParser:
             header_possible = False
             self.lines += 1
             self._apply(number, is_add, date)
+            if self._progress is not None and self.lines % self._every == 0:
+                self._progress(self.lines)
 
     def _is_header(self, row: list[str]) -> bool:
         number = _cell(row, self._columns.number)
