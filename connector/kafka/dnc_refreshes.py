@@ -27,7 +27,6 @@ is fed from the same records.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -41,6 +40,7 @@ from connector.core.dnc_freshness import FreshnessReport, ListPolicy, ListRefres
 from connector.core.dnc_keys import valid_list_name
 from connector.errors import SerdeError
 from connector.kafka.exceptions import KafkaError
+from connector.kafka.loop_thread import LoopThread
 from connector.kafka.topic_scan import (
     CatchUp,
     TopicScanError,
@@ -109,15 +109,12 @@ class DncRefreshReader:
         self._max_outage_s = max_outage_s
         self._monotonic = monotonic
         self._codec = AvroCodec("DncListRefresh")
+        self._worker = LoopThread("dnc-refreshes", self._run)
+        self._stop = self._worker.stop
         # loop side
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._records: dict[str, ListRefresh] = {}
         self._unreadable: set[str] = set()
-        self._ready: asyncio.Event | None = None
-        self._done: asyncio.Future[None] | None = None
         # thread side (plain stores; the loop reads them as snapshots)
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
         self._ready_flag = threading.Event()
         self._failure: DncRefreshError | None = None
         self._outage_since: float | None = None
@@ -180,13 +177,7 @@ class DncRefreshReader:
 
     async def start(self) -> None:
         """Start the reader thread; returns at once (see :meth:`wait_ready`)."""
-        if self._thread is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        self._ready = asyncio.Event()
-        self._done = self._loop.create_future()
-        self._thread = threading.Thread(target=self._run, name="dnc-refreshes", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until the records up to the start-up watermarks are read.
@@ -195,14 +186,9 @@ class DncRefreshReader:
             DncRefreshError: not started, the thread failed (not retriable), or ``timeout``
                 passed first (retriable).
         """
-        if self._ready is None or self._done is None:
+        if not self._worker.started:
             raise DncRefreshError("the DNC refresh reader is not started", retriable=False)
-        waiter: asyncio.Future[Any] = asyncio.ensure_future(self._ready.wait())
-        try:
-            await asyncio.wait({waiter, self._done}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-        if self._ready.is_set():
+        if await self._worker.wait_ready(timeout):
             return
         if self._failure is not None:
             raise self._failure
@@ -210,14 +196,7 @@ class DncRefreshReader:
 
     async def close(self, timeout: float = 10.0) -> None:
         """Stop following the topic and close the consumer (waits up to ``timeout``)."""
-        if self._thread is None or self._done is None:
-            return
-        self._stop.set()
-        try:
-            async with asyncio.timeout(timeout):
-                await asyncio.shield(self._done)
-        except TimeoutError:
-            log.error("DNC refresh reader thread still running after %.1fs", timeout)
+        await self._worker.close(timeout)
 
     def _apply(self, updates: list[Update], ready: bool) -> None:
         """Loop side: take a decoded batch, then (once) the readiness it brought."""
@@ -234,25 +213,11 @@ class DncRefreshReader:
             else:
                 self._unreadable.add(name)
                 self._ages.set_as_of(name, None)
-        if ready and self._ready is not None:
+        if ready:
             self._ready_flag.set()
-            self._ready.set()
-
-    @staticmethod
-    def _finish(fut: asyncio.Future[None]) -> None:
-        if not fut.done():
-            fut.set_result(None)
+            self._worker.set_ready()
 
     # ---------------------------------------------------------------- thread side
-
-    def _call_loop(self, callback: Callable[..., Any], *args: Any) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(callback, *args)
-        except RuntimeError:  # the loop closed meanwhile
-            pass
 
     def _on_client_error(self, err: Any) -> None:
         if err.fatal():
@@ -291,8 +256,6 @@ class DncRefreshReader:
                     consumer.close()
                 except Exception:
                     log.exception("closing the DNC refresh consumer failed")
-            if self._done is not None:
-                self._call_loop(self._finish, self._done)
 
     def _start_up(self, consumer: Consumer) -> CatchUp | None:
         """Assign every partition from the beginning; None (after a pause) while the topic's
@@ -327,7 +290,7 @@ class DncRefreshReader:
             if updates or became_ready:
                 # readiness travels with the batch that completed it: the loop never sees
                 # ready before the records
-                self._call_loop(self._apply, updates, became_ready)
+                self._worker.call(self._apply, updates, became_ready)
                 handed_ready = handed_ready or became_ready
             if self._monotonic() >= next_probe:
                 next_probe = self._monotonic() + self._probe_interval_s
