@@ -61,7 +61,7 @@ from connector.core.dnc_freshness import ListRefresh, refresh_to_record
 from connector.core.dnc_keys import valid_list_name
 from connector.core.phones import PhoneNormalizer
 from connector.core.registry_files import ChangeListParser, ColumnMap, FullListParser, InvalidLines
-from connector.kafka.topic_scan import TopicScanError, read_to_end, scan_config
+from connector.kafka.topic_scan import TopicScanError, read_to_end, scan_config, start_up_marks
 from connector.serde.codec import AvroCodec
 
 EXIT_OK, EXIT_INVALID_LINES, EXIT_NOTHING_WRITTEN, EXIT_NOT_DELIVERED = 0, 1, 2, 3
@@ -241,10 +241,11 @@ def _read_files(opts: _Options, args: argparse.Namespace) -> tuple[FullListParse
 
 
 def _scan(opts: _Options, args: argparse.Namespace) -> ListKeys:
-    """What the DNC topic holds for the list, from its keys.
+    """What the DNC topic holds for the list, from its keys (and that the refresh topic exists).
 
     Raises:
-        _Usage: the topic cannot be read (missing, unreachable, stalled).
+        _Usage: the refresh topic is missing, or the DNC topic cannot be read (missing,
+            unreachable, stalled).
     """
     keys = ListKeys(opts.list_name)
     progress = _Progress(f"records of {args.topic} scanned", args.progress_every, args.progress_seconds)
@@ -260,9 +261,14 @@ def _scan(opts: _Options, args: argparse.Namespace) -> ListKeys:
         consumer = Consumer(scan_config(config, "cxone-connector-dnc-sync"))
     except (KafkaException, ValueError, TypeError) as exc:
         raise _Usage(f"cannot create the consumer: {exc}") from None
+    timeout = min(30.0, args.scan_timeout)
     try:
-        read_to_end(consumer, args.topic, on_records, stall_timeout_s=args.scan_timeout,
-                    metadata_timeout_s=min(30.0, args.scan_timeout))
+        try:  # before anything is written: a sync whose record cannot be written is not started
+            start_up_marks(consumer, args.lists_topic, timeout)
+        except TopicScanError as exc:
+            raise _Usage(f"cannot read the refresh topic {args.lists_topic} ({exc}); if it is missing, "
+                         "create it, compacted, with one partition (docs/topics.md)") from None
+        read_to_end(consumer, args.topic, on_records, stall_timeout_s=args.scan_timeout, metadata_timeout_s=timeout)
     except TopicScanError as exc:
         raise _Usage(f"cannot read {args.topic}: {exc}") from None
     finally:

@@ -36,9 +36,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message
 
+from connector.config import Settings
 from connector.core.dnc_freshness import FreshnessReport, ListPolicy, ListRefresh, evaluate, refresh_from_record
 from connector.core.dnc_keys import valid_list_name
 from connector.errors import SerdeError
+from connector.kafka.client_config import dnc_consumer_config
 from connector.kafka.exceptions import KafkaError
 from connector.kafka.loop_thread import LoopThread
 from connector.kafka.topic_scan import (
@@ -119,6 +121,17 @@ class DncRefreshReader:
         self._failure: DncRefreshError | None = None
         self._outage_since: float | None = None
         self._outage_reason = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, metrics: Metrics | None = None) -> DncRefreshReader:
+        """The reader the connector runs: ``topics.dnc_lists``, the ``dnc.lists`` policies, the
+        DNC reader's consumer settings (:func:`connector.kafka.client_config.dnc_consumer_config`)
+        and ``dnc.max_stall_s`` as the outage allowance."""
+        policies = {name: ListPolicy(p.max_age_days, p.enforce) for name, p in settings.dnc.lists.items()}
+        config = dict(dnc_consumer_config(settings))
+        config["group.id"] = f"{settings.kafka.group_id}.dnc-refreshes"
+        return cls(config, settings.topics.dnc_lists, policies, metrics=metrics,
+                   max_outage_s=settings.dnc.max_stall_s)
 
     # ------------------------------------------------------------------ loop side
 

@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 from prometheus_client import generate_latest
 
 from connector.cli import main
+from connector.config import load_settings
 from connector.core.dnc_freshness import ListPolicy
 from connector.kafka.dnc_refreshes import DncRefreshError, DncRefreshReader
 from connector.ops.metrics import Metrics
@@ -166,3 +167,25 @@ async def test_a_vanished_topic_after_the_bootstrap_stops_submission(
     assert reason.startswith(f"DNC refresh topic {lists} unreachable for ")
     assert reader.records["national"].as_of == dt.date(2026, 11, 1)  # kept for when it is back
     assert reader.failure is None
+
+
+async def test_from_settings_reads_the_configured_topic_and_policies(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    dnc, lists = topic_factory("dnc", config=COMPACT), topic_factory("lists", config=COMPACT)
+    registry = tmp_path / "national.txt"
+    registry.write_text("415,5550100\n")
+    assert await sync(kafka_bootstrap, dnc, lists, registry, "2026-11-01") == 0
+    settings = load_settings({"kafka": {"bootstrap_servers": kafka_bootstrap}, "topics": {"dnc_lists": lists},
+                              "dnc": {"lists": {"national": {"max_age_days": 31}, "state-fl": {"enforce": False}}}},
+                             env={})
+    reader = DncRefreshReader.from_settings(settings, metrics=Metrics())
+    assert reader.topic == lists
+    assert reader.policies == {"national": ListPolicy(31, True), "state-fl": ListPolicy(None, False)}
+    await reader.start()
+    try:
+        await reader.wait_ready(30)
+        assert reader.status(utc(2026, 12, 1, 23)) == (True, "ok")   # day 30
+        assert not reader.status(utc(2026, 12, 2))[0]                 # day 31
+    finally:
+        await reader.close()

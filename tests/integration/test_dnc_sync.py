@@ -117,8 +117,10 @@ def test_a_change_file_round_trips(
                        "2026-11-02,4155550103,add\n"
                        "2026-11-03,4155550103,deleted\n")     # added then deleted: deleted
     assert sync(kafka_bootstrap, topics, "--list", "national", "--changes", str(changes),
-                "--columns", "number=2,action=3,date=1") == 0
-    assert "adds=1 removes=1 unchanged=3 invalid=0 after=2" in capsys.readouterr().out
+                "--columns", "number=2,action=3,date=1", "--progress-every", "1", "--progress-seconds", "0") == 0
+    captured = capsys.readouterr()
+    assert "adds=1 removes=1 unchanged=3 invalid=0 after=2" in captured.out
+    assert f"dnc sync: records of {dnc} scanned: 2" in captured.err  # progress, on stderr
     assert set(state(kafka_bootstrap, dnc)) == national("4155550101", "4155550102")
     record = refreshes(kafka_bootstrap, lists)[-1]
     assert (record.mode, record.numbers, record.adds, record.removes) == ("CHANGES", 2, 1, 1)
@@ -214,10 +216,34 @@ def test_bad_options_write_nothing(args: list[str], message: str, capsys: pytest
     assert message in capsys.readouterr().err
 
 
+def test_a_missing_refresh_topic_stops_the_sync_before_it_writes(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dnc = topic_factory("dnc", config={"cleanup.policy": "compact"})
+    full = tmp_path / "full.txt"
+    full.write_text("415,5550100\n")
+    missing = f"{dnc}.no-such-lists-topic"
+    assert sync(kafka_bootstrap, (dnc, missing), "--list", "national", "--full", str(full)) == 2
+    assert f"cannot read the refresh topic {missing}" in capsys.readouterr().err
+    assert read_all(kafka_bootstrap, dnc) == []
+
+
+def test_a_missing_dnc_topic_writes_nothing(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lists = topic_factory("lists", config={"cleanup.policy": "compact"})
+    full = tmp_path / "full.txt"
+    full.write_text("415,5550100\n")
+    missing = f"{lists}.no-such-dnc-topic"
+    assert sync(kafka_bootstrap, (missing, lists), "--list", "national", "--full", str(full)) == 2
+    assert f"cannot read {missing}: topic {missing} is not available" in capsys.readouterr().err
+    assert read_all(kafka_bootstrap, lists) == []
+
+
 def test_an_unreachable_broker_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     full = tmp_path / "full.txt"
     full.write_text("415,5550100\n")
     rc = main(["dnc", "sync", "--bootstrap-servers", "127.0.0.1:1", "--list", "national", "--full", str(full),
                "--scan-timeout", "2"])
     assert rc == 2
-    assert "cannot read dnc.numbers" in capsys.readouterr().err
+    assert "cannot read the refresh topic dnc.lists" in capsys.readouterr().err
