@@ -102,11 +102,19 @@ def iter_numbers(fh: TextIO, column: str | None) -> Iterator[tuple[int, str | No
         yield line, cells[index] if index < len(cells) else None
 
 
+def _check_list_name(name: str) -> None:
+    """Check the ``--list`` value before anything is read.
+
+    Raises:
+        ValueError: ``name`` cannot be part of a DNC key.
+    """
+    if not valid_list_name(name):
+        raise ValueError(f"--list {name!r} is not a valid list name (letters, digits, '.', '_' and '-', at most 64)")
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
-        if not valid_list_name(args.list_name):
-            raise ValueError(f"--list {args.list_name!r} is not a valid list name "
-                             "(letters, digits, '.', '_' and '-', at most 64)")
+        _check_list_name(args.list_name)
         overrides = parse_overrides(args.overrides)
         normalizer = PhoneNormalizer(args.region, cache_size=0)
     except ValueError as exc:
