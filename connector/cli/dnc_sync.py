@@ -28,8 +28,9 @@ the safe harbor's record of access, which every instance reads
 (:class:`connector.kafka.dnc_refreshes.DncRefreshReader`).
 
 Exit status: 0 synced and recorded; 1 synced and recorded, but invalid lines were skipped;
-2 nothing written (bad options or files, more than ``--max-invalid`` invalid lines, a full
-sync removing more than ``--max-remove-share`` of the list, the DNC topic unreadable);
+2 nothing written (bad options or files, a full list without a valid number, more than
+``--max-invalid`` invalid lines, a full sync removing more than ``--max-remove-share`` of the
+list, the DNC or refresh topic unreadable);
 3 some entries or the refresh record were not acknowledged: **no refresh record** was
 written (run the command again; it writes only what is still missing). ``--dry-run`` writes
 nothing and exits as the real run would (0, 1 or 2).
@@ -295,8 +296,11 @@ def _check_guards(opts: _Options, args: argparse.Namespace, plan: SyncPlan, inva
     """Refuse a sync that is more likely a wrong file than a registry change.
 
     Raises:
-        _Usage: too many invalid lines, or a full sync removing too large a share.
+        _Usage: a full sync without a single number, too many invalid lines, or a full sync
+            removing too large a share.
     """
+    if opts.full and plan.after == 0:
+        raise _Usage("the files hold no valid number: nothing written (an empty or wrong download?)")
     if invalid.count > args.max_invalid:
         raise _Usage(f"{invalid.count} invalid lines, more than --max-invalid {args.max_invalid}: "
                      "nothing written (is it the right file and --columns?)")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, Producer
 
 from connector.cli import main
 from connector.core.dnc_freshness import refresh_from_record
@@ -169,6 +170,25 @@ def test_dry_run_prints_the_counts_and_writes_nothing(
     assert len(refreshes(kafka_bootstrap, lists)) == 1
 
 
+def test_the_scan_ends_at_the_start_up_watermarks_despite_transaction_markers(
+    kafka_bootstrap: str, topics: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dnc, _ = topics
+    entry = AvroCodec("DncEntry").encode({"list_name": "national", "added_at": 1_700_000_000_000})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"t-{uuid.uuid4().hex}"})
+    producer.init_transactions(10)
+    producer.begin_transaction()
+    for i in range(3):  # one per partition: each ends with a commit marker no consumer sees
+        producer.produce(dnc, key=f"national/+1415555010{i}".encode(), value=entry, partition=i)
+    producer.commit_transaction(10)
+    full = tmp_path / "full.txt"
+    full.write_text("415,5550100\n415,5550101\n415,5550109\n")
+    assert sync(kafka_bootstrap, topics, "--list", "national", "--full", str(full), "--dry-run",
+                "--max-remove-share", "1", "--scan-timeout", "600") == 0
+    out = capsys.readouterr().out
+    assert "the list held 3 numbers" in out and "adds=1 removes=1 unchanged=2" in out
+
+
 def test_guards_write_nothing(
     kafka_bootstrap: str, topics: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -186,6 +206,10 @@ def test_guards_write_nothing(
     bad.write_text("1x\n2y\n415,5550100\n")
     assert sync(kafka_bootstrap, topics, "--list", "national", "--full", str(bad), "--max-invalid", "1") == 2
     assert "2 invalid lines, more than --max-invalid 1" in capsys.readouterr().err
+    empty = tmp_path / "empty.zip"
+    zipfile.ZipFile(empty, "w").close()  # an archive without members: no number at all
+    assert sync(kafka_bootstrap, topics, "--list", "national", "--full", str(empty), "--max-remove-share", "1") == 2
+    assert "the files hold no valid number" in capsys.readouterr().err
     assert len(read_all(kafka_bootstrap, dnc)) == before and len(refreshes(kafka_bootstrap, lists)) == 1
 
 
