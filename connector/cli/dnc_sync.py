@@ -62,6 +62,7 @@ from connector.core.dnc_freshness import ListRefresh, refresh_to_record
 from connector.core.dnc_keys import valid_list_name
 from connector.core.phones import PhoneNormalizer
 from connector.core.registry_files import ChangeListParser, ColumnMap, FullListParser, InvalidLines
+from connector.errors import ConnectorError
 from connector.kafka.topic_scan import TopicScanError, read_to_end, scan_config, start_up_marks
 from connector.serde.codec import AvroCodec
 
@@ -128,12 +129,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(func=_run)
 
 
-class _Usage(Exception):
-    """A bad option or input: exit 2, nothing written."""
+class _Usage(ConnectorError):
+    """A bad option or input, or a topic that cannot be read: exit 2, nothing written."""
 
 
-class _NotDelivered(Exception):
-    """Records were not acknowledged: exit 3, no refresh record."""
+class _NotDelivered(ConnectorError):
+    """Records were not acknowledged: exit 3, no refresh record. Running again may succeed."""
+
+    retriable = True
 
 
 class _Progress:
