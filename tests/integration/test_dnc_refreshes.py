@@ -64,13 +64,20 @@ async def sync(bootstrap: str, dnc: str, lists: str, path: Path, as_of: str) -> 
     return await asyncio.to_thread(main, argv)
 
 
+async def synced(bootstrap: str, topic_factory: Any, tmp_path: Path, lines: str, as_of: str) -> tuple[str, str, Path]:
+    """New DNC and refresh topics, after a first sync of ``lines`` as of ``as_of``."""
+    dnc, lists = topic_factory("dnc", config=COMPACT), topic_factory("lists", config=COMPACT)
+    registry = tmp_path / "national.txt"
+    registry.write_text(lines)
+    assert await sync(bootstrap, dnc, lists, registry, as_of) == 0
+    return dnc, lists, registry
+
+
 async def test_stale_at_day_31_and_fresh_again_after_a_sync(
     kafka_bootstrap: str, topic_factory: Any, reader_factory: Any, tmp_path: Path
 ) -> None:
-    dnc, lists = topic_factory("dnc", config=COMPACT), topic_factory("lists", config=COMPACT)
-    registry = tmp_path / "national.txt"
-    registry.write_text("415,5550100\n415,5550101\n")
-    assert await sync(kafka_bootstrap, dnc, lists, registry, "2026-10-01") == 0
+    dnc, lists, registry = await synced(kafka_bootstrap, topic_factory, tmp_path, "415,5550100\n415,5550101\n",
+                                        "2026-10-01")
 
     metrics = Metrics()
     reader = await reader_factory(lists, metrics=metrics)
@@ -112,10 +119,7 @@ async def test_a_list_with_a_limit_and_no_record_is_stale_and_others_do_not_bloc
 async def test_tombstones_and_unreadable_records_fail_closed(
     kafka_bootstrap: str, topic_factory: Any, reader_factory: Any, tmp_path: Path
 ) -> None:
-    dnc, lists = topic_factory("dnc", config=COMPACT), topic_factory("lists", config=COMPACT)
-    registry = tmp_path / "national.txt"
-    registry.write_text("415,5550100\n")
-    assert await sync(kafka_bootstrap, dnc, lists, registry, "2026-11-01") == 0
+    dnc, lists, registry = await synced(kafka_bootstrap, topic_factory, tmp_path, "415,5550100\n", "2026-11-01")
     reader = await reader_factory(lists)
     await reader.wait_ready(30)
     assert reader.status(utc(2026, 11, 2))[0]
@@ -154,10 +158,7 @@ async def test_an_unreachable_broker_is_waited_out(reader_factory: Any, topic_fa
 async def test_a_vanished_topic_after_the_bootstrap_stops_submission(
     kafka_bootstrap: str, kafka_admin: AdminClient, topic_factory: Any, reader_factory: Any, tmp_path: Path
 ) -> None:
-    dnc, lists = topic_factory("dnc", config=COMPACT), topic_factory("lists", config=COMPACT)
-    registry = tmp_path / "national.txt"
-    registry.write_text("415,5550100\n")
-    assert await sync(kafka_bootstrap, dnc, lists, registry, "2026-11-01") == 0
+    dnc, lists, registry = await synced(kafka_bootstrap, topic_factory, tmp_path, "415,5550100\n", "2026-11-01")
     reader = await reader_factory(lists, probe_interval_s=0.2, metadata_timeout_s=2.0, max_outage_s=0.0)
     await reader.wait_ready(30)
     assert reader.status(utc(2026, 11, 2)) == (True, "ok")
@@ -172,10 +173,7 @@ async def test_a_vanished_topic_after_the_bootstrap_stops_submission(
 async def test_from_settings_reads_the_configured_topic_and_policies(
     kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
 ) -> None:
-    dnc, lists = topic_factory("dnc", config=COMPACT), topic_factory("lists", config=COMPACT)
-    registry = tmp_path / "national.txt"
-    registry.write_text("415,5550100\n")
-    assert await sync(kafka_bootstrap, dnc, lists, registry, "2026-11-01") == 0
+    dnc, lists, registry = await synced(kafka_bootstrap, topic_factory, tmp_path, "415,5550100\n", "2026-11-01")
     settings = load_settings({"kafka": {"bootstrap_servers": kafka_bootstrap}, "topics": {"dnc_lists": lists},
                               "dnc": {"lists": {"national": {"max_age_days": 31}, "state-fl": {"enforce": False}}}},
                              env={})

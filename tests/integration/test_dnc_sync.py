@@ -240,28 +240,20 @@ def test_bad_options_write_nothing(args: list[str], message: str, capsys: pytest
     assert message in capsys.readouterr().err
 
 
-def test_a_missing_refresh_topic_stops_the_sync_before_it_writes(
-    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("missing", ["lists", "dnc"])
+def test_a_missing_topic_stops_the_sync_before_it_writes(
+    missing: str, kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dnc = topic_factory("dnc", config={"cleanup.policy": "compact"})
+    existing = topic_factory("t", config={"cleanup.policy": "compact"})
+    absent = f"{existing}.no-such-topic"
+    pair = (existing, absent) if missing == "lists" else (absent, existing)
     full = tmp_path / "full.txt"
     full.write_text("415,5550100\n")
-    missing = f"{dnc}.no-such-lists-topic"
-    assert sync(kafka_bootstrap, (dnc, missing), "--list", "national", "--full", str(full)) == 2
-    assert f"cannot read the refresh topic {missing}" in capsys.readouterr().err
-    assert read_all(kafka_bootstrap, dnc) == []
-
-
-def test_a_missing_dnc_topic_writes_nothing(
-    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    lists = topic_factory("lists", config={"cleanup.policy": "compact"})
-    full = tmp_path / "full.txt"
-    full.write_text("415,5550100\n")
-    missing = f"{lists}.no-such-dnc-topic"
-    assert sync(kafka_bootstrap, (missing, lists), "--list", "national", "--full", str(full)) == 2
-    assert f"cannot read {missing}: topic {missing} is not available" in capsys.readouterr().err
-    assert read_all(kafka_bootstrap, lists) == []
+    assert sync(kafka_bootstrap, pair, "--list", "national", "--full", str(full)) == 2
+    expected = (f"cannot read the refresh topic {absent}" if missing == "lists"
+                else f"cannot read {absent}: topic {absent} is not available")
+    assert expected in capsys.readouterr().err
+    assert read_all(kafka_bootstrap, existing) == []
 
 
 def test_an_unreachable_broker_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
