@@ -33,6 +33,9 @@ __all__ = ["ConfigError", "Secret", "Settings", "all_keys", "env_var_name", "loa
            "resolve_secret"]
 
 ENV_PREFIX = "CXONE_CONNECTOR__"
+#: A DNC list name; the same rule as ``connector.core.dnc_keys.LIST_NAME_RE`` (config imports no
+#: core module; tests/unit/test_config.py keeps the two equal).
+DNC_LIST_NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class TopicSettings:
     callback_results: str = "cxone.callback-results"
     suppressed: str = "crm.contacts.suppressed"
     dlq: str = "crm.contacts.dlq"
+    #: Compacted: each DNC list's last ``dnc sync`` (``DncListRefresh``, keyed by list name).
+    dnc_lists: str = "dnc.lists"
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,18 @@ class IngestSettings:
     #: Worker processes that decode, validate and normalise records, spread by record key
     #: (see connector/pipeline/decode_lanes.py): unset, one per CPU but one (at most 4); 0, none (on the loop).
     workers: int | None = None
+
+
+@dataclass(frozen=True)
+class DncListSettings:
+    """One DNC list's freshness policy: a ``[dnc.lists.<name>]`` table."""
+
+    #: The oldest registry copy submission may rely on, in days since the sync's ``as_of``
+    #: date (00:00 UTC); unset: no limit. 31 for the National DNC Registry (FTC safe harbor).
+    max_age_days: int | None = None
+    #: Stop submission while the list is stale (older than ``max_age_days``, or no record
+    #: at all); false: only report it (metric, alerts, ``/readyz`` reason).
+    enforce: bool = True
 
 
 @dataclass(frozen=True)
@@ -106,6 +123,8 @@ class DncSettings:
     state_dir: str = ""
     #: How often a snapshot is written (and once more at a clean shutdown).
     snapshot_interval_s: float = 300.0
+    #: Freshness policies by list name (``[dnc.lists.national]``, ``max_age_days = 31``).
+    lists: Mapping[str, DncListSettings] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -268,7 +287,9 @@ def all_keys() -> list[tuple[str, str, Any]]:
     out: list[tuple[str, str, Any]] = []
     for section, cls in _section_classes().items():
         for f in dataclasses.fields(cls):
-            out.append((section, f.name, f.default))
+            factory = f.default_factory
+            default = factory() if f.default is dataclasses.MISSING and callable(factory) else f.default
+            out.append((section, f.name, default))
     out.append(("", "shutdown_deadline_s", Settings.shutdown_deadline_s))
     return out
 
@@ -321,6 +342,7 @@ def _validate(settings: Settings, problems: list[tuple[str, str]]) -> None:
     if settings.cxone.profile == "call-lists" and not settings.cxone.auth_base_url:
         problems.append(("cxone.auth_base_url", "required for the call-lists profile (OpenID discovery)"))
     _validate_cxone(settings.cxone, problems)
+    _validate_dnc_lists(settings.dnc.lists, problems)
 
 
 def _validate_cxone(cx: CXoneSettings, problems: list[tuple[str, str]]) -> None:
@@ -331,6 +353,20 @@ def _validate_cxone(cx: CXoneSettings, problems: list[tuple[str, str]]) -> None:
         problems.append(("cxone.time_zone_column", "must not be a column the upload file already has"))
     if cx.remove_prospects and cx.profile != "call-lists":
         problems.append(("cxone.remove_prospects", "only the call-lists profile has removeProspects"))
+
+
+def _validate_dnc_lists(lists: Mapping[str, DncListSettings], problems: list[tuple[str, str]]) -> None:
+    env_names: dict[str, str] = {}
+    for name, policy in lists.items():
+        if not DNC_LIST_NAME_RE.match(name):
+            problems.append((f"dnc.lists.{name}", "not a valid DNC list name (letters, digits, '.', '_', '-')"))
+        if policy.max_age_days is not None and policy.max_age_days < 1:
+            problems.append((f"dnc.lists.{name}.max_age_days", "must be at least 1 (leave it unset for no limit)"))
+        var = _env_name(f"dnc.lists.{name}")
+        if var in env_names:
+            problems.append((f"dnc.lists.{name}", f"shares its environment overrides ({var}__*) with "
+                             f"list {env_names[var]!r}"))
+        env_names[var] = name
 
 
 def load_settings(
@@ -356,7 +392,9 @@ def load_settings(
 
 
 def _env_name(dotted_key: str) -> str:
-    return ENV_PREFIX + dotted_key.upper().replace(".", "__")
+    # A DNC list name may hold "-" (dnc.lists.crm-opt-out.enforce): other characters than
+    # letters, digits and "_" become "_", so every variable is a shell name.
+    return ENV_PREFIX + re.sub(r"[^A-Z0-9_]", "_", dotted_key.upper().replace(".", "__"))
 
 
 def load_file(path: str | Path, env: Mapping[str, str] | None = None) -> Settings:

@@ -1,18 +1,23 @@
 """Frozen dataclasses from TOML tables: one loader for the connector's and the simulator's config.
 
 The dataclass fields' types drive the conversion: ``str``, ``int``, ``float``, ``bool``,
-``Literal[...]``, ``tuple[T, ...]``, :class:`Secret`, ``X | None``
-and nested dataclasses. Every problem is collected as ``(dotted.key, reason)`` instead of
-raised, so a caller can report them all at once; a bad value keeps its default meanwhile.
+``Literal[...]``, ``tuple[T, ...]``, :class:`Secret`, ``X | None``, nested dataclasses, and
+``Mapping[str, D]`` of a dataclass ``D``: a table of tables whose keys are chosen by the
+user (``[dnc.lists.national]``, ``[dnc.lists.internal]``), each built as a ``D``. Every
+problem is collected as ``(dotted.key, reason)`` instead of raised, so a caller can report
+them all at once; a bad value keeps its default meanwhile.
 
 Environment overrides are optional: ``env_name(dotted_key)`` names the variable that
 overrides a key. Values from the environment are strings, so they are parsed (numbers,
-booleans, comma-separated lists).
+booleans, comma-separated lists). A ``Mapping[str, D]`` is replaced whole by a JSON object
+in its own variable (``{"national": {"max_age_days": 31}}``), and each key of each of its
+tables has its variable too (``dnc.lists.national.enforce``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -181,6 +186,11 @@ def build_dataclass(
     for f in dataclasses.fields(cls):
         where = f"{prefix}{f.name}"
         tp = hints[f.name]
+        table_cls = _table_class(tp)
+        if table_cls is not None:
+            values[f.name] = _build_tables(table_cls, data.get(f.name, {}), where, env, problems,
+                                           env_name=env_name, literal_secrets=literal_secrets)
+            continue
         if dataclasses.is_dataclass(tp):
             if f.name in data or env_name is not None:
                 values[f.name] = build_dataclass(
@@ -198,3 +208,45 @@ def build_dataclass(
         except ValueError as exc:
             problems.append((var if from_env and var is not None else where, str(exc)))
     return cls(**values)
+
+
+def _table_class(tp: Any) -> type[Any] | None:
+    """``D`` when ``tp`` is ``Mapping[str, D]`` (or ``dict[str, D]``) of a dataclass ``D``."""
+    if typing.get_origin(tp) not in (Mapping, dict):
+        return None
+    args = typing.get_args(tp)
+    if len(args) == 2 and args[0] is str and dataclasses.is_dataclass(args[1]):
+        return typing.cast(type[Any], args[1])
+    return None
+
+
+def _build_tables(
+    cls: type[Any],
+    data: Any,
+    where: str,
+    env: Mapping[str, str],
+    problems: Problems,
+    *,
+    env_name: Callable[[str], str] | None,
+    literal_secrets: bool,
+) -> dict[str, Any]:
+    """A table of ``cls`` tables, keyed by name; its environment variable (a JSON object)
+    replaces the file's tables whole."""
+    var = env_name(where) if env_name is not None else None
+    if var is not None and var in env:
+        try:
+            data = json.loads(env[var])
+        except ValueError:
+            problems.append((var, "expected a JSON object of tables"))
+            return {}
+        where_shown = var
+    else:
+        where_shown = where
+    if not isinstance(data, Mapping) or not all(isinstance(v, Mapping) for v in data.values()):
+        problems.append((where_shown, "expected a table of tables"))
+        return {}
+    return {
+        str(name): build_dataclass(cls, table, f"{where}.{name}.", env, problems, env_name=env_name,
+                                   literal_secrets=literal_secrets)
+        for name, table in data.items()
+    }

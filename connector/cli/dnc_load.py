@@ -2,13 +2,20 @@
 
 The file holds one number per line, or CSV (the first column, or the one ``--column``
 names in a header row). Every number is normalised to E.164 (:mod:`connector.core.phones`) and
-written keyed by that E.164 string, with a ``DncEntry`` value, or a tombstone with
-``--remove``. Blank lines and lines starting with ``#`` are skipped; without ``--column``, a
-first row with no digit in its first cell is taken as a header and skipped.
+written under the key of that number on the ``--list`` (``<list>/<E.164>``, for example
+``internal/+14155550100``; :func:`connector.core.dnc_keys.dnc_key`) with a ``DncEntry``
+value, or, with ``--remove``, a tombstone of that key: the number leaves that list only, and
+stays blocked by any other list that holds it. Blank lines and lines starting with ``#``
+are skipped; without ``--column``, a first row with no digit in its first cell is taken as
+a header and skipped.
 
 Invalid lines are reported on stderr with their line number and only the last 2 digits of
 what they held. They do not stop the load: the valid numbers are written anyway, and the
-exit status is 1 so that scripts notice. Exit status 2: the file or column cannot be read.
+exit status is 1 so that scripts notice. Exit status 2: the list name is invalid, or the
+file or column cannot be read.
+
+``dnc sync`` (:mod:`connector.cli.dnc_sync`) is the other subcommand of ``dnc``: it loads
+the registry's own files as a difference against what the topic holds.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
+from connector.cli import dnc_sync
 from connector.cli.produce_sample import BulkProducer, default_bootstrap, parse_overrides
+from connector.core.dnc_keys import dnc_key, valid_list_name
 from connector.core.phones import PhoneNormalizer, mask_phone
 from connector.errors import PhoneError
 from connector.serde.codec import AvroCodec
@@ -36,12 +45,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "load",
         help="load a DNC file into the compacted topic",
         description="Load a DNC file (one number per line, or CSV) into the compacted DNC topic, "
-        "keyed by E.164. Invalid lines are reported with their line number (masked) and "
+        "keyed by list and E.164 (<list>/<E.164>); --remove writes tombstones of that list's keys "
+        "only. Invalid lines are reported with their line number (masked) and "
         "skipped; the valid ones are still loaded, and the exit status is then 1.",
     )
     load.add_argument("file", help="one number per line, or CSV; '-' reads stdin")
-    load.add_argument("--remove", action="store_true", help="write tombstones: remove the numbers")
-    load.add_argument("--list", dest="list_name", default="internal", help="list_name of the entries")
+    load.add_argument("--remove", action="store_true",
+                      help="write tombstones: remove the numbers from --list (other lists keep them)")
+    load.add_argument("--list", dest="list_name", default="internal",
+                      help="the DNC list: part of every key and the entries' list_name (default: internal)")
     load.add_argument("--reason", default=None, help="reason stored with each entry")
     load.add_argument("--region", default="US", help="region for national-format numbers")
     load.add_argument("--column", default=None, metavar="NAME",
@@ -55,6 +67,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     load.add_argument("--progress-every", type=int, default=100_000, metavar="N",
                       help="print progress to stderr every N lines (0: never)")
     load.set_defaults(func=_run)
+    dnc_sync.add_parser(sub)  # the other "dnc" subcommand
 
 
 class _BadColumn(Exception):
@@ -89,8 +102,19 @@ def iter_numbers(fh: TextIO, column: str | None) -> Iterator[tuple[int, str | No
         yield line, cells[index] if index < len(cells) else None
 
 
+def _check_list_name(name: str) -> None:
+    """Check the ``--list`` value before anything is read.
+
+    Raises:
+        ValueError: ``name`` cannot be part of a DNC key.
+    """
+    if not valid_list_name(name):
+        raise ValueError(f"--list {name!r} is not a valid list name (letters, digits, '.', '_' and '-', at most 64)")
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
+        _check_list_name(args.list_name)
         overrides = parse_overrides(args.overrides)
         normalizer = PhoneNormalizer(args.region, cache_size=0)
     except ValueError as exc:
@@ -124,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
                         print(f"dnc load: line {line}: invalid number {shown} ({exc.reason})",
                               file=sys.stderr)
                     continue
-                producer.produce(args.topic, e164.encode("ascii"), value)
+                producer.produce(args.topic, dnc_key(args.list_name, e164), value)
                 written += 1
                 if args.progress_every and rows % args.progress_every == 0:
                     print(f"dnc load: {rows} rows, {written} queued, {invalid} invalid, "
@@ -135,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     left = producer.flush(120.0)
     elapsed = time.monotonic() - started
-    action = "tombstones" if args.remove else f"entries (list {args.list_name!r})"
+    action = f"tombstones (list {args.list_name!r})" if args.remove else f"entries (list {args.list_name!r})"
     print(f"dnc load: {rows} rows read, {written} {action} written to {args.topic}, "
           f"{invalid} invalid, {elapsed:.1f}s")
     if invalid > MAX_REPORTED:

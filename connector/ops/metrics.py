@@ -37,6 +37,11 @@ DNC table (subsystem ``dnc``)
         :data:`DNC_UPDATE_OPS`.
     ``dnc_lag``  Gauge ``cxone_connector_dnc_lag_messages``: records behind the DNC topic's
         end, summed over its partitions.
+    ``dnc_list_ages``  :class:`DncListAgeCollector`: exports
+        ``cxone_connector_dnc_list_age_seconds{list}``, the age of each list's registry copy
+        (from its last ``dnc sync``), computed at scrape time; ``+Inf`` for a configured list
+        without a readable refresh record. Fed by
+        :class:`connector.kafka.dnc_refreshes.DncRefreshReader`.
 
 Batches (subsystem ``batches``)
     ``batches_flushed``  Counter ``cxone_connector_batches_flushed_total{reason}``; reason in
@@ -304,6 +309,8 @@ class Metrics:
         self.dnc_updates = labelled_counter("dnc", "updates_applied", "Live DNC updates applied.",
                                             {"op": DNC_UPDATE_OPS})
         self.dnc_lag = gauge("dnc", "lag", "Records behind the end of the DNC topic.", unit="messages")
+        self.dnc_list_ages = DncListAgeCollector(max_lists=max_dnc_lists)
+        r.register(self.dnc_list_ages)
         self.set_dnc_state("pending")
         # batches
         self.batches_flushed = labelled_counter("batches", "flushed", "Batches flushed, by reason.",
@@ -670,3 +677,148 @@ class KafkaStatsCollector:
             latest = dict(self._latest)
         return sorted(client for client, (taken, stats) in latest.items()
                       if now - taken <= self._max_age_s and stats.brokers_up == 0)
+
+
+# --------------------------------------------------------------------------- DNC list ages
+
+
+class DncListAgeCollector:
+    """``cxone_connector_dnc_list_age_seconds{list}``: how old each DNC list's registry copy is.
+
+    The age is ``clock() - as_of`` at scrape time, where ``as_of`` is 00:00 UTC of the list's
+    last ``dnc sync --as-of`` date, so the gauge grows by itself between syncs. A list known
+    without a readable record (a configured one before its first sync, or one whose record
+    is unreadable) reports ``+Inf``, so age alerts fire for it too (fail closed).
+
+    The ``list`` label is bounded like the ``suppressed`` family's: declared (configured)
+    lists first, then the first ``max_lists`` names in all; any later list is folded into
+    ``list="other"``, which reports the oldest of them.
+
+    Args:
+        max_lists: distinct list names admitted as label values.
+        clock: Unix time, injectable for tests.
+    """
+
+    def __init__(self, max_lists: int = MAX_DNC_LISTS, clock: Callable[[], float] = time.time) -> None:
+        self._max = max_lists
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._as_of: dict[str, float | None] = {}  # admitted label -> as_of seconds, None: no record
+        self._overflow: dict[str, float | None] = {}
+        self._declared: set[str] = set()
+
+    def _slot(self, name: str) -> dict[str, float | None]:
+        if name in self._as_of or len(self._as_of) < self._max:
+            return self._as_of
+        return self._overflow
+
+    def declare(self, names: Iterable[str]) -> None:
+        """Admit the configured lists now; each reports ``+Inf`` until its record is read."""
+        with self._lock:
+            for name in names:
+                self._declared.add(name)
+                self._slot(name).setdefault(name, None)
+
+    def set_as_of(self, name: str, as_of_s: float | None) -> None:
+        """The list's registry access (Unix seconds of its ``as_of`` date), or None when it
+        has no readable record."""
+        with self._lock:
+            self._slot(name)[name] = as_of_s
+
+    def forget(self, name: str) -> None:
+        """The list's record was deleted: a configured list reports ``+Inf``, any other list
+        disappears (its label slot is freed)."""
+        with self._lock:
+            if name in self._declared:
+                self._slot(name)[name] = None
+            else:
+                self._as_of.pop(name, None)
+                self._overflow.pop(name, None)
+
+    def describe(self) -> Iterable[Metric]:
+        """The family, so registration works before any record arrives."""
+        return [self._family()]
+
+    def collect(self) -> Iterable[Metric]:
+        """The family with every admitted list's age, and ``other`` for the rest."""
+        family = self._family()
+        now = self._clock()
+        with self._lock:
+            admitted = sorted(self._as_of.items())
+            overflow = list(self._overflow.values())
+
+        def age(as_of: float | None) -> float:
+            return math.inf if as_of is None else max(0.0, now - as_of)
+
+        for name, as_of in admitted:
+            family.add_metric([name], age(as_of))
+        if overflow:
+            family.add_metric([OTHER], max(age(a) for a in overflow))
+        return [family]
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"{NAMESPACE}_dnc_list_age_seconds",
+                                 "Age of each DNC list's registry copy (since its last sync's as-of date).",
+                                 labels=("list",))
+
+
+# --------------------------------------------------------------------------- health
+
+
+@dataclass
+class Health:
+    """What ``/healthz`` and ``/readyz`` report. Pure state; the stages set the fields.
+
+    Attributes:
+        consumer_last_poll: monotonic time of the consumer thread's latest poll, ``None``
+            before it starts (set it with :meth:`mark_poll`, from the consumer thread).
+        dnc_ready: the DNC table has caught up with the high watermarks taken at start-up.
+        partitions_assigned: the consumer received its first assignment from the group
+            (possibly empty: an instance beyond the partition count is a warm standby).
+        token_ok: a CXone access token was obtained.
+        draining: shutdown has begun; the instance stops being ready.
+    """
+
+    consumer_last_poll: float | None = None
+    dnc_ready: bool = False
+    partitions_assigned: bool = False
+    token_ok: bool = False
+    draining: bool = False
+
+    def mark_poll(self, now: float) -> None:
+        """Record a consumer poll at monotonic time ``now`` (a plain store: thread-safe)."""
+        self.consumer_last_poll = now
+
+    def live(self, now: float, stall_s: float) -> tuple[bool, str]:
+        """Whether the process is alive: the consumer thread polled within ``stall_s``.
+
+        Before the consumer thread starts there is nothing to be stuck, so the process is
+        live; a DNC bootstrap that never ends is bounded by ``dnc.bootstrap_timeout_s``.
+
+        Returns:
+            ``(alive, reason)``.
+        """
+        if self.consumer_last_poll is None:
+            return True, "consumer not started yet"
+        idle = now - self.consumer_last_poll
+        if idle > stall_s:
+            return False, f"consumer thread has not polled for {idle:.1f}s (limit {stall_s:g}s)"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether the instance may take traffic: every start-up condition holds.
+
+        Returns:
+            ``(ready, reason)``; the reason lists every condition not met yet.
+        """
+        missing = []
+        if self.draining:
+            missing.append("shutting down")
+        if not self.dnc_ready:
+            missing.append("DNC table still bootstrapping")
+        if not self.partitions_assigned:
+            missing.append("no partition assignment yet")
+        if not self.token_ok:
+            missing.append("no CXone token yet")
+        return (not missing), ("; ".join(missing) or "ok")

@@ -53,6 +53,7 @@ SCHEMA_NAMES: tuple[str, ...] = (
     "JobEvent",
     "CallbackResult",
     "SuppressedContact",
+    "DncListRefresh",
 )
 NAMESPACE = "com.example.cxone.connector"
 MAGIC_BYTE = 0

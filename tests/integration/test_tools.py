@@ -110,7 +110,8 @@ def test_dnc_load_reports_invalid_lines_masked_and_loads_the_rest(
     assert "5 rows read, 3 entries" in captured.out
 
     msgs = consume_n(kafka_bootstrap, topic, 3, catch_extra=True)
-    assert sorted(m.key().decode() for m in msgs) == ["+12123456789", "+14155550199", "+16462223344"]
+    assert sorted(m.key().decode() for m in msgs) == [
+        "internal/+12123456789", "internal/+14155550199", "internal/+16462223344"]
     codec = AvroCodec("DncEntry")
     for m in msgs:
         value = codec.decode(m.value())
@@ -127,10 +128,34 @@ def test_dnc_load_csv_column_and_remove(
     rc = main(["dnc", "load", str(src), "--column", "Number", "--remove",
                "--bootstrap-servers", kafka_bootstrap, "--topic", topic])
     assert rc == 0
-    assert "2 tombstones written" in capsys.readouterr().out
+    assert "2 tombstones (list 'internal') written" in capsys.readouterr().out
     msgs = consume_n(kafka_bootstrap, topic, 2, catch_extra=True)
-    assert sorted(m.key().decode() for m in msgs) == ["+12123456789", "+19172223344"]
+    assert sorted(m.key().decode() for m in msgs) == ["internal/+12123456789", "internal/+19172223344"]
     assert all(m.value() is None for m in msgs)
+
+
+def test_dnc_load_remove_touches_only_its_own_lists_keys(
+    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 15's scenario: a number on crm-opt-out and on national, then removed from national."""
+    topic = topic_factory("dnc", config={"cleanup.policy": "compact"})
+    src = tmp_path / "a.txt"
+    src.write_text("+12123456789\n")
+    common = ["--bootstrap-servers", kafka_bootstrap, "--topic", topic]
+    assert main(["dnc", "load", str(src), "--list", "crm-opt-out", *common]) == 0
+    assert main(["dnc", "load", str(src), "--list", "national", *common]) == 0
+    assert main(["dnc", "load", str(src), "--list", "national", "--remove", *common]) == 0
+    msgs = consume_n(kafka_bootstrap, topic, 3, catch_extra=True)
+    written = [(m.key().decode(), None if m.value() is None else read_dnc_list_name(m.value())) for m in msgs]
+    assert written == [("crm-opt-out/+12123456789", "crm-opt-out"), ("national/+12123456789", "national"),
+                       ("national/+12123456789", None)]
+
+
+def test_dnc_load_rejects_an_invalid_list_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "a.txt"
+    src.write_text("+12123456789\n")
+    assert main(["dnc", "load", str(src), "--list", "bad/list", "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    assert "not a valid list name" in capsys.readouterr().err
 
 
 def test_dnc_load_missing_file_or_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

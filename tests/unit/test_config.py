@@ -111,7 +111,8 @@ def test_unparseable_file(tmp_path: Path) -> None:
 
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["--help"], ["run", "--help"], ["check-config", "--help"], ["simulate", "--help"],
-                 ["demo", "--help"], ["produce-sample", "--help"], ["dnc", "load", "--help"]):
+                 ["demo", "--help"], ["produce-sample", "--help"], ["dnc", "load", "--help"],
+                 ["dnc", "sync", "--help"]):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 0
@@ -123,3 +124,54 @@ def test_example_configuration_is_valid() -> None:
     env = {"CXONE_CLIENT_SECRET": "x", "CXONE_WEBHOOK_SECRET": "y"}
     s = load_file(root / "deploy/connector.example.toml", env=env)
     assert s.cxone.client_secret is not None and s.callbacks.secret is not None
+
+
+# -- [dnc.lists.<name>]: freshness policies ------------------------------------------------
+
+
+def test_dnc_list_policies_from_tables_of_tables(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[dnc.lists.national]\nmax_age_days = 31\n\n[dnc.lists.crm-opt-out]\nenforce = false\n")
+    s = load_file(f, env={})
+    assert s.dnc.lists["national"].max_age_days == 31 and s.dnc.lists["national"].enforce is True
+    assert s.dnc.lists["crm-opt-out"].max_age_days is None and s.dnc.lists["crm-opt-out"].enforce is False
+    assert load_settings({}, env={}).dnc.lists == {}
+    assert s.topics.dnc_lists == "dnc.lists"
+
+
+def test_dnc_list_policies_from_the_environment() -> None:
+    data = {"dnc": {"lists": {"national": {"max_age_days": 31}, "crm-opt-out": {"max_age_days": 90}}}}
+    env = {"CXONE_CONNECTOR__DNC__LISTS__NATIONAL__ENFORCE": "false",
+           "CXONE_CONNECTOR__DNC__LISTS__CRM_OPT_OUT__MAX_AGE_DAYS": "7"}
+    s = load_settings(data, env=env)
+    assert s.dnc.lists["national"].enforce is False and s.dnc.lists["national"].max_age_days == 31
+    assert s.dnc.lists["crm-opt-out"].max_age_days == 7
+    whole = load_settings(data, env={env_var_name("dnc", "lists"): '{"state-fl": {"max_age_days": 31}}'})
+    assert list(whole.dnc.lists) == ["state-fl"]  # the JSON variable replaces the file's tables
+
+
+@pytest.mark.parametrize(("data", "env", "key", "reason"), [
+    ({"lists": {"nat/ional": {}}}, {}, "dnc.lists.nat/ional", "not a valid DNC list name"),
+    ({"lists": {"national": {"max_age_days": 0}}}, {}, "dnc.lists.national.max_age_days", "at least 1"),
+    ({"lists": {"national": {"max_age": 31}}}, {}, "dnc.lists.national.max_age", "unknown key"),
+    ({"lists": {"national": 31}}, {}, "dnc.lists", "expected a table of tables"),
+    ({"lists": {"a-b": {}, "a_b": {}}}, {}, "dnc.lists.a_b", "shares its environment overrides"),
+    ({}, {"CXONE_CONNECTOR__DNC__LISTS": "national=31"}, "CXONE_CONNECTOR__DNC__LISTS", "JSON object"),
+    ({"lists": {"national": {}}}, {"CXONE_CONNECTOR__DNC__LISTS__NATIONAL__MAX_AGE_DAYS": "soon"},
+     "CXONE_CONNECTOR__DNC__LISTS__NATIONAL__MAX_AGE_DAYS", "expected an integer"),
+])
+def test_dnc_list_policy_problems(data: dict[str, object], env: dict[str, str], key: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"dnc": data}, env=env)
+    assert any(k == key and reason in r for k, r in info.value.problems), info.value.problems
+
+
+def test_the_config_list_name_rule_is_the_dnc_key_rule() -> None:
+    from connector.config import DNC_LIST_NAME_RE
+    from connector.core.dnc_keys import LIST_NAME_RE
+
+    assert DNC_LIST_NAME_RE.pattern == LIST_NAME_RE.pattern
+
+
+def test_all_keys_give_factory_defaults() -> None:
+    assert ("dnc", "lists", {}) in all_keys()

@@ -326,3 +326,34 @@ def test_health_ready_lists_every_missing_condition() -> None:
     assert h.ready() == (True, "ok")
     h.draining = True
     assert h.ready() == (False, "shutting down")
+
+
+# -- DNC list ages --------------------------------------------------------------------------
+
+
+def test_dnc_list_ages_grow_with_the_clock_and_are_infinite_without_a_record() -> None:
+    from connector.ops.metrics import DncListAgeCollector
+
+    now = [1_000_000.0]
+    ages = DncListAgeCollector(max_lists=2, clock=lambda: now[0])
+    registry = CollectorRegistry()
+    registry.register(ages)
+    ages.declare(["national"])
+    assert scrape(registry)["cxone_connector_dnc_list_age_seconds"] == {(("list", "national"),): float("inf")}
+    ages.set_as_of("national", 900_000.0)
+    ages.set_as_of("internal", 999_000.0)
+    ages.set_as_of("state-fl", 100_000.0)   # beyond the cap: folded into "other"
+    ages.set_as_of("state-tx", 500_000.0)
+    now[0] = 1_100_000.0
+    assert scrape(registry)["cxone_connector_dnc_list_age_seconds"] == {
+        (("list", "national"),): 200_000.0, (("list", "internal"),): 101_000.0, (("list", "other"),): 1_000_000.0}
+    ages.forget("national")   # configured: stays, as +Inf
+    ages.forget("internal")   # not configured: gone
+    ages.forget("state-fl")
+    assert scrape(registry)["cxone_connector_dnc_list_age_seconds"] == {
+        (("list", "national"),): float("inf"), (("list", "other"),): 600_000.0}
+
+
+def test_metrics_export_the_dnc_list_age_family(metrics: Metrics) -> None:
+    metrics.dnc_list_ages.declare(["national"])
+    assert (("list", "national"),) in scrape(metrics.registry)["cxone_connector_dnc_list_age_seconds"]

@@ -55,6 +55,11 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "list_name": "national", "check_stage": "FLUSH", "checked_at": 1_700_000_000_000,
         "source_topic": "crm.contacts.optin", "source_partition": 0, "source_offset": 7,
     },
+    "DncListRefresh": {
+        "list_name": "national", "source": "ftc-full-2026-11-30.zip", "as_of": 20_787,
+        "synced_at": 1_796_000_000_000, "numbers": 258_500_000, "adds": 120_000, "removes": 95_000,
+        "invalid": 0, "mode": "FULL",
+    },
 }
 
 
@@ -100,7 +105,8 @@ def test_dnc_list_name_is_the_first_field() -> None:
          ["SUBMITTED", "IN_PROGRESS", "COMPLETED", "FAILED", "ABORTED", "RETRYING", "UNKNOWN"]),
         ("CallbackResult", "outcome", ["DELIVERED", "FAILED", "UNKNOWN"]),
         ("SuppressedContact", "reason", ["DNC", "OPTED_OUT", "UNKNOWN"]),
-        ("SuppressedContact", "check_stage", ["ARRIVAL", "FLUSH", "UNKNOWN"]),
+        ("SuppressedContact", "check_stage", ["ARRIVAL", "FLUSH", "UNKNOWN", "SEND"]),
+        ("DncListRefresh", "mode", ["FULL", "CHANGES", "UNKNOWN"]),
     ],
 )
 def test_enums_have_unknown_default(name: str, enum_field: str, symbols: list[str]) -> None:
