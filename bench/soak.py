@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds over which the events are produced (default: events / 333)")
     p.add_argument("--drain-timeout-s", type=float, default=FULL.drain_timeout_s,
                    help="how long the group may take to commit everything after the feed")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="hard limit of the whole run (default: feed + drain + 300 s)")
     p.add_argument("--workers", type=int, default=FULL.workers, help="ingest.workers of every instance")
     p.add_argument("--seed", type=int, default=FULL.seed, help="seed of the input, the faults and the plan")
     p.add_argument("--no-outage-kill", action="store_true",
@@ -60,7 +62,7 @@ def spec_of(args: argparse.Namespace) -> SoakSpec:
         instances=args.instances, kills=args.kills, broker_restarts=args.broker_restarts,
         error_rate=args.error_rate, feed_s=feed_s, drain_timeout_s=args.drain_timeout_s, workers=args.workers,
         seed=args.seed, kill_during_outage=not args.no_outage_kill,
-        budget_s=feed_s + args.drain_timeout_s + 300.0,
+        budget_s=args.budget_s if args.budget_s is not None else feed_s + args.drain_timeout_s + 300.0,
     )
     return spec
 

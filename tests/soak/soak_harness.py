@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -175,6 +176,11 @@ class Broker:
             proc.kill()
             await proc.wait()
             raise AssertionError(f"kafka.sh {command} did not finish within {timeout:.0f}s") from None
+        except BaseException:  # cancelled: the script must not go on starting a broker
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
         text = out.decode(errors="replace").strip()
         if proc.returncode != 0:
             raise AssertionError(f"kafka.sh {command} exited with {proc.returncode}: {text[-2000:]}")
@@ -243,6 +249,17 @@ def create_topics(bootstrap: str, partitions: int) -> Topics:
 # ---------------------------------------------------------------------------- the input
 
 
+def soak_sample(spec: SoakSpec) -> SampleData:
+    """``e2e_helpers.sample`` with about ``spec.events`` events left after its opt-out filter
+    (a second, seeded draw sized by the share the first one kept)."""
+    def draw(count: int) -> SampleData:
+        return sample(count=count, contacts=spec.contacts, seed=spec.seed, extra_dnc=max(10, spec.contacts // 30))
+
+    first = draw(spec.events)
+    kept = len(first.events) / max(1, spec.events)
+    return first if kept >= 0.995 else draw(round(spec.events / kept))
+
+
 class Feeder:
     """Produces the CRM events evenly over ``duration_s`` on one idempotent producer, so the
     order per key holds across a broker outage (librdkafka buffers and retries meanwhile)."""
@@ -281,9 +298,12 @@ class Feeder:
             producer.produce(self.topic, key=key, value=value, on_delivery=acked)
             self.produced += 1
             producer.poll(0)
-        left = producer.flush(flush_timeout)
+        deadline = time.monotonic() + flush_timeout
+        while (left := producer.flush(1.0)) and not self.stop.is_set() and time.monotonic() < deadline:
+            pass
         if left:
-            self.errors.append(f"{left} records still unacknowledged {flush_timeout:.0f}s after the feed")
+            producer.purge()
+            self.errors.append(f"{left} records still unacknowledged when the feed gave up")
 
 
 # ---------------------------------------------------------------------------- the instances
@@ -319,7 +339,7 @@ class UnexpectedExit:
     def describe(self) -> str:
         inc = self.incarnation
         when = " (it started while the broker was down)" if inc.broker_down else ""
-        return (f"{inc.name} exited with code {inc.returncode} at t={self.at_s:.0f}s, "
+        return (f"{inc.name} exited with code {inc.returncode} {self.at_s:.0f}s into the feed, "
                 f"{self.at_s - inc.started_at:.1f}s after its start{when} ({inc.log.name}): {self.cause}")
 
 
@@ -524,7 +544,8 @@ class SoakReport:
             ("jobs created / batches / resubmissions", f"{self.jobs} / {self.batches} / {self.resubmissions}"),
             ("idempotent replays (/_sim/replays)", f"{self.replays}"),
             ("invalid inputs on the DLQ / invalid inputs", f"{self.invalid_on_dlq} / {self.invalid_inputs}"),
-            ("DLQ records by stage", ", ".join(f"{k} {v}" for k, v in sorted(self.dlq_by_stage.items())) or "-"),
+            ("DLQ records by stage (re-reads after kills included)",
+             ", ".join(f"{k} {v}" for k, v in sorted(self.dlq_by_stage.items())) or "-"),
             ("uncommitted partitions", f"{self.uncommitted_partitions}"),
             ("wall time", f"{self.wall_s:.0f}s"),
         ]
@@ -584,8 +605,7 @@ class Soak:
         await self.broker.start()
         self.log(f"own broker up on {self.broker.bootstrap} (state in {self.broker.home})")
         self.topics = await asyncio.to_thread(create_topics, self.broker.bootstrap, spec.partitions)
-        self.data = sample(count=spec.events, contacts=spec.contacts, seed=spec.seed,
-                           extra_dnc=max(10, spec.contacts // 30))
+        self.data = soak_sample(spec)
         self.report.events = len(self.data.events)
         await asyncio.to_thread(produce, self.broker.bootstrap, self.topics.dnc, self.data.dnc, DNC_ENTRY)
         self.log(f"DNC topic loaded ({len(self.data.dnc)} numbers); input: {self.data.stats}")
@@ -665,7 +685,7 @@ class Soak:
                 return
             if killed.returncode != -signal.SIGKILL:  # it had exited by itself just before
                 self.log(f"{killed.name} had already exited with {killed.returncode}")
-                killed.killed = False
+                killed.killed, killed.returncode = False, None  # the supervisor reports it
                 return
             self.report.kills += 1
             inc = await slot.start()
@@ -685,23 +705,29 @@ class Soak:
         sim = self.sim
         await asyncio.to_thread(sim.call, lambda: sim.simulator.configure_faults(rate_limit=limit))
         self.storms += on
+        self.report.faults["storms"] = self.storms
 
     async def run_plan(self, steps: Iterable[Step]) -> None:
         background: list[asyncio.Task[None]] = []
-        for step in steps:
-            if (wait := step.at_s - self.now()) > 0:
-                await asyncio.sleep(wait)  # the plan's own schedule, not a wait for a condition
-            self.log(f"step {step.describe()}")
-            if step.action == "kill_instance":
-                await self._kill_instance(step.slot)
-            elif step.action == "kill_broker":
-                await self.broker.kill()
-                self.log("broker SIGKILLed")
-            elif step.action == "start_broker":
-                background.append(asyncio.create_task(self._restart_broker(), name="broker-restart"))
-            else:
-                await self._storm(step.action == "storm_on")
-        await asyncio.gather(*background)
+        try:
+            for step in steps:
+                if (wait := step.at_s - self.now()) > 0:
+                    await asyncio.sleep(wait)  # the plan's own schedule, not a wait for a condition
+                self.log(f"step {step.describe()}")
+                if step.action == "kill_instance":
+                    await self._kill_instance(step.slot)
+                elif step.action == "kill_broker":
+                    await self.broker.kill()
+                    self.log("broker SIGKILLed")
+                elif step.action == "start_broker":
+                    background.append(asyncio.create_task(self._restart_broker(), name="broker-restart"))
+                else:
+                    await self._storm(step.action == "storm_on")
+            await asyncio.gather(*background)
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
 
     async def progress(self) -> None:
         assert self.topics is not None and self.feeder is not None
@@ -871,7 +897,6 @@ class Soak:
                     report.faults["sockets"] = report.faults.get("sockets", 0) + n
         report.faults["5xx"] = sum(n for s, n in statuses.items() if s.isdigit() and 500 <= int(s) < 600)
         report.faults["429"] = statuses.get("429", 0)
-        report.faults["storms"] = self.storms
 
     def _check_dlq(self, out: Outcome, inputs: Mapping[tuple[int, int], str]) -> None:
         assert self.data is not None
@@ -925,12 +950,20 @@ class Soak:
         """Stop every process this run started, whatever happened."""
         self.stopping = True
         for slot in self.slots:
-            cur = slot.current
-            if cur is not None:
-                await cur.process.stop()
+            for inc in slot.incarnations:
+                try:
+                    await inc.process.stop()
+                except Exception as exc:
+                    self.log(f"clean-up: could not kill {inc.name}: {exc!r}")
         if self.sim is not None:
-            await asyncio.to_thread(self.sim.stop)
-        await self.broker.close()
+            try:
+                await asyncio.to_thread(self.sim.stop)
+            except Exception as exc:
+                self.log(f"clean-up: could not stop the simulator: {exc!r}")
+        try:
+            await self.broker.close()
+        except Exception as exc:
+            self.log(f"clean-up: could not kill the soak's broker (state in {self.broker.home}): {exc!r}")
 
 
 def _gist(line: str) -> str:
@@ -963,8 +996,9 @@ async def run_soak(spec: SoakSpec, workdir: Path | None = None, say: Say = print
     workdir.mkdir(parents=True, exist_ok=True)
     soak = Soak(spec, workdir, say)
     phase = "set-up"
+    budget = asyncio.timeout(spec.budget_s)
     try:
-        async with asyncio.timeout(spec.budget_s):
+        async with budget:
             await soak.setup()
             phase = "chaos"
             await soak.chaos()
@@ -972,11 +1006,19 @@ async def run_soak(spec: SoakSpec, workdir: Path | None = None, say: Say = print
             await soak.finish_instances()
             phase = "checks"
             await soak.check()
-    except TimeoutError:
-        soak.report.fail(f"hard timeout: the soak ran past its budget of {spec.budget_s:.0f}s during {phase}")
+    except TimeoutError as exc:
+        if not budget.expired():
+            soak.report.fail(f"{phase}: {exc!r}")
+            say(traceback.format_exc())
+        else:
+            soak.report.fail(f"hard timeout: the soak ran past its budget of {spec.budget_s:.0f}s during {phase}")
         soak.check_exits()
     except AssertionError as exc:
         soak.report.fail(f"{phase}: {exc}")
+        soak.check_exits()
+    except Exception as exc:  # a harness or environment error: still reported, still cleaned up
+        soak.report.fail(f"{phase}: the harness failed: {exc!r}")
+        say(traceback.format_exc())
         soak.check_exits()
     finally:
         await soak.close()
