@@ -21,6 +21,7 @@ the list exact; it is also the profile whose event stream the WebSocket drops ex
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import re
@@ -71,6 +72,7 @@ from e2e_helpers import (  # noqa: E402
 )
 from test_e2e_process import ConnectorProcess  # noqa: E402
 
+from connector.phones import mask_phones_in  # noqa: E402
 from connector.simulator import (  # noqa: E402
     ErrorFaults,
     FaultSettings,
@@ -910,10 +912,34 @@ class Soak:
         if missing:
             report.fail(f"DLQ: {len(missing)} of {len(invalid)} invalid input record(s) are not on it, "
                         f"e.g. (partition, offset) {missing[:10]}")
-        batch_dead = Counter((d.stage, d.error_class) for d in out.dead if (d.partition, d.offset) not in invalid)
-        if batch_dead:
-            report.fail(f"DLQ: {sum(batch_dead.values())} valid record(s) dead-lettered, by (stage, class): "
-                        f"{dict(batch_dead)}")
+        valid_dead = [d for d in out.dead if (d.partition, d.offset) not in invalid]
+        if valid_dead:
+            groups = Counter((d.stage, d.error_class) for d in valid_dead)
+            first = {(d.stage, d.error_class): d for d in reversed(valid_dead)}
+            said = "; ".join(f"{n} at stage {stage} ({cls}), e.g. partition/offset "
+                             f"{(first[stage, cls].partition, first[stage, cls].offset)}: "
+                             f"{mask_phones_in(first[stage, cls].message)[:300]}"
+                             for (stage, cls), n in sorted(groups.items()))
+            report.fail(f"DLQ: {len(valid_dead)} record(s) of valid numbers dead-lettered: {said}"
+                        + self._refused_batches(out))
+
+    @staticmethod
+    def _refused_batches(out: Outcome) -> str:
+        """For batches CXone refused at submit: the job that already held their idempotency key."""
+        by_key = {j["idempotencyKey"]: j for j in out.sim_jobs if j.get("idempotencyKey")}
+        notes = []
+        for e in out.events_of("FAILED"):
+            if e["job_id"]:
+                continue  # a job that ran and failed; a refusal at submit has no job
+            # connector.models.Batch.idempotency_key: SHA-256 of "batch_id:attempt"
+            key = hashlib.sha256(f"{e['batch_id']}:{e['attempt']}".encode()).hexdigest()
+            job = by_key.get(key)
+            held = (f"its key was already held by job {job['jobId']} ({job['status']}, {job['itemCount']} items)"
+                    if job else "no simulator job holds its key")
+            ranges = [(r["partition"], r["first_offset"], r["last_offset"]) for r in e["source_ranges"]]
+            notes.append(f"batch {e['batch_id']} attempt {e['attempt']} ({e['item_count']} items) refused: "
+                         f"{held}; (partition, first, last) offsets {ranges}")
+        return (" | " + " | ".join(notes[:3])) if notes else ""
 
     async def _check_offsets(self) -> None:
         assert self.topics is not None
