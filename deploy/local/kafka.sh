@@ -3,7 +3,10 @@
 # machines without Docker. The jars come from Maven Central via ./pom.xml and are
 # cached outside the repository, so a second run downloads nothing.
 #
-#   deploy/local/kafka.sh start | stop | status | fetch | logs
+#   deploy/local/kafka.sh start | stop | status | fetch | logs | kill
+#
+# `kill` is for crash tests (the chaos soak): SIGKILL the broker this script started, keep
+# its data; a later `start` with the same CXONE_KAFKA_HOME recovers that data.
 #
 # Environment:
 #   KAFKA_BOOTSTRAP_SERVERS  when set, names an existing cluster: this script does nothing.
@@ -169,6 +172,28 @@ stop() {
   say "stopped (pid $pid)"
 }
 
+# SIGKILL, no clean shutdown: the logs are recovered on the next start (same data dir).
+kill_now() {
+  external_cluster && return 0
+  local pid
+  if ! pid=$(our_pid); then
+    say "no broker started by this script is running"
+    return 1
+  fi
+  kill -KILL "$pid"
+  local deadline=$((SECONDS + 30))
+  # gone once it is no longer the broker (exited, or a zombie: cmdline reads empty)
+  while our_pid >/dev/null || port_open "$PORT"; do
+    if [ $SECONDS -ge $deadline ]; then
+      say "the broker (pid $pid) still runs 30 s after SIGKILL"
+      return 1
+    fi
+    sleep 0.1
+  done
+  rm -f "$PIDFILE"
+  say "killed (pid $pid) with SIGKILL; data kept in $DATADIR"
+}
+
 status() {
   external_cluster && return 0
   if pid=$(our_pid); then
@@ -185,6 +210,7 @@ case "${1:-}" in
   status) status ;;
   fetch) fetch ;;
   logs) echo "$LOGDIR" ;;
+  kill) kill_now ;;
   reset) stop; rm -rf "$DATADIR"; say "data removed" ;;
-  *) echo "usage: $0 start|stop|status|fetch|logs|reset" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|fetch|logs|reset|kill" >&2; exit 2 ;;
 esac
