@@ -359,7 +359,7 @@ class IngestCore:
             The batch to send (the same object when nothing is blocked; None when nothing is
             left, and then every covered record settles with the audits) and the audit
             outcomes of the removed contacts. A pruned batch keeps its covered records: they
-            settle when it completes, and its idempotency key changes with its contacts.
+            settle when it completes; its idempotency key changes with its contacts.
         """
         if not blocked:
             return batch, []
@@ -370,8 +370,7 @@ class IngestCore:
                   for c in batch.contacts if c.phone_e164 in blocked]
         if not kept:
             return None, audits
-        removed = tuple(sorted(c.source for c in batch.contacts if c.phone_e164 in blocked))
-        return dataclasses.replace(batch, contacts=kept, pruned=batch.pruned + removed), audits
+        return dataclasses.replace(batch, contacts=kept), audits
 
     def settle(self, refs: Iterable[SourceRef]) -> None:
         """Records whose settling record the broker acknowledged (refs of revoked partitions

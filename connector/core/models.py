@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 #: ``(topic, partition)``.
@@ -229,9 +229,6 @@ class Batch:
         attempt: delivery attempt, 1 for the first submission.
         offsets: ``covered`` as :func:`offsets_by_partition` gives it (settlement takes whole
             partitions at once); computed on first use when not given.
-        pruned: the sources of contacts removed just before a submit attempt (a DNC list
-            took them after the flush); they still settle with the batch, and the
-            idempotency key changes with them, since the body does.
     """
 
     batch_id: str
@@ -241,7 +238,7 @@ class Batch:
     created_at: float
     attempt: int = 1
     offsets: dict[TP, list[int]] | None = None
-    pruned: tuple[SourceRef, ...] = ()
+    _sent: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, contacts: list[ContactEvent], covered: list[SourceRef], flush_reason: str,
@@ -263,10 +260,13 @@ class Batch:
     def idempotency_key(self) -> str:
         """A key the sink uses to drop repeats of this submission.
 
-        Derived from ``batch_id`` and ``attempt`` with SHA-256, so it is stable across
-        restarts for the same records and the same attempt.
+        A SHA-256 of ``batch_id``, ``attempt`` and the sources of the contacts sent, so it is
+        stable across restarts for the same records, the same attempt and the same body (the
+        window orders a batch's contacts by source), and differs whenever the body does: a
+        contact removed by the send-time check, or another winner of a contact whose records
+        were interleaved differently, never reuses a key with another body.
         """
-        text = f"{self.batch_id}:{self.attempt}"
-        if self.pruned:  # another body than the unpruned batch's: never the same key
-            text += ":" + ",".join(f"{t}\x00{p}\x00{o}" for t, p, o in self.pruned)
-        return hashlib.sha256(text.encode()).hexdigest()
+        if self._sent is None:  # the contacts of a batch object never change: digest them once
+            sent = "".join(f"{t}\x00{p}\x00{o}\n" for t, p, o in sorted(c.source for c in self.contacts))
+            self._sent = hashlib.sha256(sent.encode()).hexdigest()[:32]
+        return hashlib.sha256(f"{self.batch_id}:{self.attempt}:{self._sent}".encode()).hexdigest()

@@ -465,6 +465,9 @@ class Window:
                 covered.extend(entry.superseded)
             covered.append(event.source)
         if contacts:
+            # in source order: the same records always make the same body, however the
+            # partitions were interleaved when they were read (the key derives from them)
+            contacts.sort(key=_source_of)
             out.batches.append(Batch.of(contacts, covered, reason, now))
 
     def _finish(self, out: _Collector | None) -> WindowOutput:
@@ -476,3 +479,7 @@ class Window:
         if out is None:
             return WindowOutput(released=tuple(released))
         return WindowOutput(tuple(out.batches), tuple(out.audits), tuple(out.rejects), tuple(released))
+
+
+def _source_of(contact: ContactEvent) -> SourceRef:
+    return contact.source

@@ -21,7 +21,6 @@ the list exact; it is also the profile whose event stream the WebSocket drops ex
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import random
 import re
@@ -72,7 +71,8 @@ from e2e_helpers import (  # noqa: E402
 )
 from test_e2e_process import ConnectorProcess  # noqa: E402
 
-from connector.phones import mask_phones_in  # noqa: E402
+from connector.cli.sample_data import SampleData  # noqa: E402
+from connector.core.phones import mask_phones_in  # noqa: E402
 from connector.simulator import (  # noqa: E402
     ErrorFaults,
     FaultSettings,
@@ -82,7 +82,6 @@ from connector.simulator import (  # noqa: E402
     SimulatorThread,
     WebSocketFaults,
 )
-from connector.tools.sample_data import SampleData  # noqa: E402
 
 ROOT = _TESTS.parent
 KAFKA_SH = ROOT / "deploy/local/kafka.sh"
@@ -925,20 +924,14 @@ class Soak:
 
     @staticmethod
     def _refused_batches(out: Outcome) -> str:
-        """For batches CXone refused at submit: the job that already held their idempotency key."""
-        by_key = {j["idempotencyKey"]: j for j in out.sim_jobs if j.get("idempotencyKey")}
+        """For batches CXone refused at submit: what the refusal said and which offsets they held."""
         notes = []
         for e in out.events_of("FAILED"):
             if e["job_id"]:
                 continue  # a job that ran and failed; a refusal at submit has no job
-            # connector.models.Batch.idempotency_key: SHA-256 of "batch_id:attempt"
-            key = hashlib.sha256(f"{e['batch_id']}:{e['attempt']}".encode()).hexdigest()
-            job = by_key.get(key)
-            held = (f"its key was already held by job {job['jobId']} ({job['status']}, {job['itemCount']} items)"
-                    if job else "no simulator job holds its key")
             ranges = [(r["partition"], r["first_offset"], r["last_offset"]) for r in e["source_ranges"]]
             notes.append(f"batch {e['batch_id']} attempt {e['attempt']} ({e['item_count']} items) refused: "
-                         f"{held}; (partition, first, last) offsets {ranges}")
+                         f"{mask_phones_in(e['detail'])[:200]}; (partition, first, last) offsets {ranges}")
         return (" | " + " | ".join(notes[:3])) if notes else ""
 
     async def _check_offsets(self) -> None:

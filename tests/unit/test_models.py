@@ -62,11 +62,14 @@ def test_batch_ranges_and_idempotency_key() -> None:
     assert batch.source_ranges() == [("t", 0, 4, 5), ("t", 0, 8, 8)]
     key = batch.idempotency_key()
     assert len(key) == 64 and int(key, 16) >= 0
-    # Stable for the same records (a rebuilt batch after restart), different per attempt.
-    again = Batch(batch_id_for(list(reversed(covered))), [], list(covered), "age", 2.0)
+    # Stable for the same records and body (a rebuilt batch after restart), different per
+    # attempt, and different when the body is (a contact removed by the send-time check).
+    again = Batch(batch_id_for(list(reversed(covered))), [_event(8, "c2"), _event(5)], list(covered), "age", 2.0)
     assert again.idempotency_key() == key
     again.attempt = 2
     assert again.idempotency_key() != key
+    fewer = Batch(batch.batch_id, [_event(5)], list(covered), "size", 1.0)
+    assert fewer.idempotency_key() != key
 
 
 def test_source_ref_is_frozen_and_hashable() -> None:
