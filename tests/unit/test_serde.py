@@ -102,7 +102,7 @@ def test_dnc_list_name_is_the_first_field() -> None:
         ("JobEvent", "status",
          ["SUBMITTED", "IN_PROGRESS", "COMPLETED", "FAILED", "ABORTED", "RETRYING", "UNKNOWN"]),
         ("CallbackResult", "outcome", ["DELIVERED", "FAILED", "UNKNOWN"]),
-        ("SuppressedContact", "reason", ["DNC", "OPTED_OUT", "UNKNOWN"]),
+        ("SuppressedContact", "reason", ["DNC", "OPTED_OUT", "NO_TIME_ZONE", "UNKNOWN"]),
         ("SuppressedContact", "check_stage", ["ARRIVAL", "FLUSH", "UNKNOWN"]),
     ],
 )
