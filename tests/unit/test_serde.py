@@ -103,7 +103,7 @@ def test_dnc_list_name_is_the_first_field() -> None:
          ["SUBMITTED", "IN_PROGRESS", "COMPLETED", "FAILED", "ABORTED", "RETRYING", "UNKNOWN"]),
         ("CallbackResult", "outcome", ["DELIVERED", "FAILED", "UNKNOWN"]),
         ("SuppressedContact", "reason", ["DNC", "OPTED_OUT", "NO_TIME_ZONE", "UNKNOWN"]),
-        ("SuppressedContact", "check_stage", ["ARRIVAL", "FLUSH", "UNKNOWN"]),
+        ("SuppressedContact", "check_stage", ["ARRIVAL", "FLUSH", "SEND", "UNKNOWN"]),
     ],
 )
 def test_enums_have_unknown_default(name: str, enum_field: str, symbols: list[str]) -> None:
@@ -420,3 +420,13 @@ def test_read_dnc_list_name_arbitrary_bytes(data: bytes) -> None:
         assert isinstance(read_dnc_list_name(data), str)
     except SerdeError:
         pass
+
+
+def test_every_audit_stage_the_core_writes_is_a_check_stage_symbol() -> None:
+    from connector.core.ingest import STAGE_SEND
+    from connector.core.windowing import STAGE_ARRIVAL, STAGE_FLUSH
+
+    codec = AvroCodec("SuppressedContact")
+    for stage in (STAGE_ARRIVAL, STAGE_FLUSH, STAGE_SEND):
+        record = {**SAMPLES["SuppressedContact"], "check_stage": stage, "reason": "NO_TIME_ZONE"}
+        assert codec.decode(codec.encode(record, check=False))["check_stage"] == stage
