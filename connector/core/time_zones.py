@@ -212,6 +212,8 @@ class TimeZoneResolver:
                 raise ValueError("default_time_zone is not a zone the tz database knows")
             default = found
         self._default = default
+        known_zones()  # read once now (a decode worker builds its resolver before its first chunk)
+        _uniform()
         self._size = cache_size
         self._half = max(1, cache_size // 2)
         # value: the zone, or "" for none (a miss is None)
