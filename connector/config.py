@@ -21,6 +21,7 @@ import os
 import re
 import tomllib
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,19 @@ class WindowSettings:
     max_items: int = 10_000
     max_bytes: int = 8_000_000
     max_age_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class CallingHoursSettings:
+    """The time zone each uploaded contact carries, so the dialler keeps to calling hours
+    (47 CFR 64.1200(c)(1)); see docs/architecture.md, "Calling-hours data"."""
+
+    #: IANA zone (e.g. ``America/New_York``) of an opt-in whose zone neither the event, its ZIP
+    #: code or state, nor its number gives; empty: such an opt-in has none.
+    default_time_zone: str = ""
+    #: What happens to an opt-in with no zone at all: ``send`` it without one, or ``refuse``
+    #: it (audited as ``NO_TIME_ZONE`` on the audit topic instead of sent).
+    unknown: Literal["send", "refuse"] = "send"
 
 
 @dataclass(frozen=True)
@@ -256,6 +270,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     dnc: DncSettings = field(default_factory=DncSettings)
     window: WindowSettings = field(default_factory=WindowSettings)
+    calling_hours: CallingHoursSettings = field(default_factory=CallingHoursSettings)
     cxone: CXoneSettings = field(default_factory=CXoneSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
@@ -343,6 +358,9 @@ def _validate(settings: Settings, problems: list[tuple[str, str]]) -> None:
         problems.append(("cxone.auth_base_url", "required for the call-lists profile (OpenID discovery)"))
     _validate_cxone(settings.cxone, problems)
     _validate_dnc_lists(settings.dnc.lists, problems)
+    zone = settings.calling_hours.default_time_zone
+    if zone and not _is_time_zone(zone):
+        problems.append(("calling_hours.default_time_zone", "must be an IANA time zone name, e.g. America/New_York"))
 
 
 def _validate_cxone(cx: CXoneSettings, problems: list[tuple[str, str]]) -> None:
@@ -367,6 +385,12 @@ def _validate_dnc_lists(lists: Mapping[str, DncListSettings], problems: list[tup
             problems.append((f"dnc.lists.{name}", f"shares its environment overrides ({var}__*) with "
                              f"list {env_names[var]!r}"))
         env_names[var] = name
+
+
+def _is_time_zone(name: str) -> bool:
+    """Whether the tz database knows ``name`` (any letter case, as the connector reads it)."""
+    lowered = name.strip().lower()
+    return any(z.lower() == lowered for z in zoneinfo.available_timezones() - {"Factory", "localtime", "posixrules"})
 
 
 def load_settings(

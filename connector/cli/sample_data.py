@@ -15,10 +15,15 @@ Model:
   opt-outs.
 * ``dnc_share`` of the distinct valid contact numbers are also written to the DNC topic
   (list ``dnc_list``), plus ``extra_dnc`` unrelated numbers that no contact holds.
+* Calling-hours data, by the event's sequence number: one event in four carries a
+  ``time_zone``, one a ``zip_code`` (now and then as ZIP+4), one a ``state`` (code or name),
+  and one none of them (its zone comes from the number). Every value matches the contact's
+  area code (:data:`NPA_LOCATIONS`), so each source gives the same zone.
 
 Expected outcome, per contact (:class:`ExpectedContact`): the final state is the contact's
 last event. It is *compliant* (must end up sent to CXone) when that last event is an
-opt-in, its number is valid and the number is not on the DNC topic.
+opt-in, its number is valid and the number is not on the DNC topic; its ``time_zone`` is
+the zone of its area code, whichever source gives it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,24 @@ from typing import Any
 #: US area codes that phonenumbers accepts as valid for any exchange 200-999.
 VALID_NPAS: tuple[int, ...] = (201, 202, 206, 212, 213, 303, 305, 312, 404, 415, 512, 602, 617, 646, 702,
                                713, 805, 917)
+#: Per area code of :data:`VALID_NPAS`: its time zone (phonenumbers' for the number), a ZIP
+#: code and the state it serves, each of which gives that zone.
+NPA_LOCATIONS: dict[int, tuple[str, str, str]] = {
+    201: ("America/New_York", "07030", "NJ"), 202: ("America/New_York", "20001", "DC"),
+    206: ("America/Los_Angeles", "98101", "WA"), 212: ("America/New_York", "10001", "NY"),
+    213: ("America/Los_Angeles", "90012", "CA"), 303: ("America/Denver", "80202", "CO"),
+    305: ("America/New_York", "33101", "FL"), 312: ("America/Chicago", "60601", "IL"),
+    404: ("America/New_York", "30303", "GA"), 415: ("America/Los_Angeles", "94103", "CA"),
+    512: ("America/Chicago", "78701", "TX"), 602: ("America/Phoenix", "85004", "AZ"),
+    617: ("America/New_York", "02108", "MA"), 646: ("America/New_York", "10016", "NY"),
+    702: ("America/Los_Angeles", "89101", "NV"), 713: ("America/Chicago", "77002", "TX"),
+    805: ("America/Los_Angeles", "93001", "CA"), 917: ("America/New_York", "10022", "NY"),
+}
+#: State names, for events that spell the state out.
+_STATE_NAMES = {"NJ": "New Jersey", "DC": "District of Columbia", "WA": "Washington", "NY": "New York",
+                "CA": "California", "CO": "Colorado", "FL": "Florida", "IL": "Illinois", "GA": "Georgia",
+                "TX": "Texas", "AZ": "Arizona", "MA": "Massachusetts", "NV": "Nevada"}
+
 #: Exchanges left out for realism (service codes N11 and the fictional 555).
 _EXCLUDED_NXX = frozenset({211, 311, 411, 511, 555, 611, 711, 811, 911})
 _NXX = tuple(n for n in range(200, 1000) if n not in _EXCLUDED_NXX)
@@ -110,6 +133,8 @@ class ExpectedContact:
     opted_in: bool
     e164: str | None
     on_dnc: bool
+    #: The zone its contact-list record must carry (None for an invalid number).
+    time_zone: str | None = None
 
     @property
     def compliant(self) -> bool:
@@ -157,6 +182,17 @@ def render(number: int, style: str, variant: int) -> str:
     return forms[variant % len(forms)]
 
 
+def location_fields(number: int, seq: int) -> dict[str, str | None]:
+    """The calling-hours fields of event ``seq`` of a contact with the 10-digit ``number``."""
+    zone, zip_code, state = NPA_LOCATIONS[number // 10_000_000]
+    kind = seq % 4
+    return {
+        "time_zone": zone if kind == 0 else None,
+        "zip_code": (f"{zip_code}-{seq % 10_000:04d}" if seq % 8 == 5 else zip_code) if kind == 1 else None,
+        "state": (_STATE_NAMES[state] if seq % 8 == 6 else state) if kind == 2 else None,
+    }
+
+
 def _draw_numbers(rng: random.Random, how_many: int, taken: set[int]) -> list[int]:
     out: list[int] = []
     while len(out) < how_many:
@@ -197,6 +233,7 @@ def generate(spec: SampleSpec) -> SampleData:
     events: list[KeyedRecord] = []
     last: dict[int, tuple[str, bool]] = {}
     styles = {"e164": 0, "national": 0, "messy": 0, "invalid": 0}
+    located = {"time_zone": 0, "zip_code": 0, "state": 0}
     opt_outs = 0
     for seq in range(spec.count):
         i = seq if seq < spec.contacts else rng.randrange(spec.contacts)
@@ -212,6 +249,9 @@ def generate(spec: SampleSpec) -> SampleData:
         opt_outs += not opted_in
         event_id = f"evt-{spec.seed}-{seq:09d}"
         last[i] = (event_id, opted_in)
+        location = location_fields(numbers[i], seq)
+        for name, value in location.items():
+            located[name] += value is not None
         events.append(KeyedRecord(contact_ids[i], {
             "event_id": event_id,
             "contact_id": contact_ids[i],
@@ -224,6 +264,7 @@ def generate(spec: SampleSpec) -> SampleData:
             "changed_at": spec.start_ms + seq,
             "source": "crm",
             "custom_fields": {"segment": _SEGMENTS[i % len(_SEGMENTS)], "seq": str(seq)},
+            **location,
         }))
 
     expected = {
@@ -233,6 +274,7 @@ def generate(spec: SampleSpec) -> SampleData:
             opted_in=opted_in,
             e164=None if i in invalid else _e164(numbers[i]),
             on_dnc=i in dnc_idx,
+            time_zone=None if i in invalid else NPA_LOCATIONS[numbers[i] // 10_000_000][0],
         )
         for i, (event_id, opted_in) in last.items()
     }
@@ -249,6 +291,9 @@ def generate(spec: SampleSpec) -> SampleData:
         "dnc_contact_numbers": len(dnc_idx),
         "dnc_extra_numbers": spec.extra_dnc,
         "expected_compliant": len(data.compliant_contacts),
+        "time_zone_events": located["time_zone"],
+        "zip_code_events": located["zip_code"],
+        "state_events": located["state"],
     }
     return data
 

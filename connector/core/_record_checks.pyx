@@ -83,8 +83,9 @@ cdef inline bint _plain(str text):
 
 
 cdef class PayloadSize:
-    """``size(phone, first_name, last_name, email, custom_fields, source_system)``: the bytes
-    one contact adds to a ``v2`` body, as ``connector.core.windowing.item_payload_bytes`` counts.
+    """``size(phone, first_name, last_name, email, custom_fields, source_system, time_zone="")``:
+    the bytes one contact adds to a ``v2`` body, as ``connector.core.windowing.item_payload_bytes``
+    counts (a ``timeZone`` custom field when ``time_zone`` is set and the CRM sent none).
 
     Args:
         item_fixed: the item's bytes besides its strings and custom fields.
@@ -108,7 +109,8 @@ cdef class PayloadSize:
             return PyUnicode_GET_LENGTH(value) + 2
         return self._json_len(value)
 
-    def __call__(self, str phone, first_name, last_name, email, dict custom_fields, str source_system):
+    def __call__(self, str phone, first_name, last_name, email, dict custom_fields, str source_system,
+                 str time_zone=""):
         cdef Py_ssize_t size = self._fixed + 2
         cdef Py_ssize_t pairs = len(custom_fields)
         size += self._one(phone) + self._one(first_name) + self._one(last_name) + self._one(email)
@@ -119,5 +121,8 @@ cdef class PayloadSize:
             pairs += 1
         if "optInDate" not in custom_fields:
             size += 11 + self._one(self._date)
+            pairs += 1
+        if time_zone and "timeZone" not in custom_fields:
+            size += 10 + self._one(time_zone)
             pairs += 1
         return size + 4 * pairs - 2

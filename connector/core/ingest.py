@@ -22,7 +22,8 @@ What it gives back (:class:`Effects`; usually empty):
 - ``releases``: numbers the CXone DNC group may release (they opted in again);
 - ``batches``: queued inside the core; the driver's submit loop takes them with
   :meth:`IngestCore.take_batch`, in flush order;
-- ``counts``: what to add to the metrics (the core imports no metrics library).
+- ``counts``: what to add to the metrics (the core imports no metrics library): ``decoded``,
+  and ``time_zone_sources`` (per source of the records' time zones).
 
 Settlement (design stage 8): a record is settled only by :meth:`settle` (after the ack of the
 record that settles it) or :meth:`settle_batch` (its batch's jobs completed and their
@@ -50,6 +51,7 @@ from connector.core.offsets import OffsetTracker
 from connector.core.windowing import (
     REASON_CANCELLED,
     REASON_DNC,
+    REASON_NO_TIME_ZONE,
     REASON_OPTED_OUT,
     REASON_SUPERSEDED,
     STAGE_FLUSH,
@@ -77,7 +79,8 @@ class Consumed(NamedTuple):
         headers: the record headers as plain pairs.
         timestamp_ms: the record timestamp (produce time), -1 or 0 when unknown.
         decoded: the decoder's tuple: ``(OK, contact_id, phone_e164, opted_in, item_bytes,
-            details)`` or ``(stage, error_class, message, reason)``.
+            details, time_zone, time_zone_source)`` (the last two may be left out: no zone) or
+            ``(stage, error_class, message, reason)``.
     """
 
     ref: SourceRef
@@ -119,8 +122,8 @@ class Audit:
 
     Attributes:
         event: the contact event it is about.
-        reason: the audit record's reason (``DNC``, ``OPTED_OUT``; ``UNKNOWN`` when a
-            superseded opt-in's winner is not in the same output).
+        reason: the audit record's reason (``DNC``, ``OPTED_OUT``, ``NO_TIME_ZONE``; ``UNKNOWN``
+            when a superseded opt-in's winner is not in the same output).
         list_name: the DNC list for ``DNC``.
         stage: ``ARRIVAL``, ``FLUSH`` or ``SEND``.
         label: the finer reason for the ``suppressed`` metric.
@@ -147,19 +150,26 @@ class Effects:
     batches: list[Batch] = field(default_factory=list)
     #: Records that became contacts (for the ``decoded`` counter).
     decoded: int = 0
+    #: Where those records' time zones came from: source to count (``time_zone_source`` counter;
+    #: opt-outs, which resolve none, are left out).
+    time_zone_sources: dict[str, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.dead_letters or self.audits or self.releases or self.batches)
+
+
+#: The window's reasons for a write that supersedes a pending opt-in of the same contact.
+_SUPERSEDING = frozenset({REASON_DNC, REASON_NO_TIME_ZONE})
 
 
 def audits_of(audits: Sequence[AuditOutcome], stage_override: str | None = None) -> list[Audit]:
     """The audit records of one window output.
 
     ``CANCELLED_BY_OPT_OUT`` (an opt-in cancelled by a later opt-out) is written as
-    ``OPTED_OUT``; ``SUPERSEDED`` (an opt-in replaced by a later, DNC-blocked write of the same
-    contact) takes the reason and list of that later write.
+    ``OPTED_OUT``; ``SUPERSEDED`` (an opt-in replaced by a later write of the same contact that
+    a DNC list blocked or that had no time zone) takes the reason and list of that later write.
     """
-    winners = {a.event.contact_id: a for a in audits if a.reason == REASON_DNC}
+    winners = {a.event.contact_id: a for a in audits if a.reason in _SUPERSEDING}
     out: list[Audit] = []
     for audit in audits:
         reason, list_name = audit.reason, audit.list_name
@@ -167,7 +177,7 @@ def audits_of(audits: Sequence[AuditOutcome], stage_override: str | None = None)
             reason = REASON_OPTED_OUT
         elif reason == REASON_SUPERSEDED:
             winner = winners.get(audit.event.contact_id)
-            reason, list_name = (REASON_DNC, winner.list_name) if winner is not None else ("UNKNOWN", None)
+            reason, list_name = (winner.reason, winner.list_name) if winner is not None else ("UNKNOWN", None)
         # the window's own reason, finer than the audit record's; DNC at flush apart
         label = "dnc_at_flush" if audit.reason == REASON_DNC and audit.stage == STAGE_FLUSH else audit.reason
         out.append(Audit(audit.event, reason, list_name, stage_override or audit.stage, label,
@@ -186,12 +196,16 @@ class IngestCore:
         max_queued_batches: flushed batches waiting for submit at which the consumer pauses.
         release_on_flush: report every flushed batch's numbers in ``releases`` (a CXone DNC
             group is in use: a later opt-in of a number lets it be dialled again).
+        refuse_unknown_time_zone: audit (``NO_TIME_ZONE``) instead of send an opt-in whose time
+            zone is unknown (``calling_hours.unknown = "refuse"``); see :class:`Window`.
     """
 
     def __init__(self, limits: WindowLimits, *, clock: Callable[[], float],
                  lookup_many: Callable[[Sequence[str]], Mapping[str, str]], max_unsettled: int,
-                 max_queued_batches: int = 2, release_on_flush: bool = False) -> None:
-        self.window = Window(limits, clock=clock, lookup_many=lookup_many)
+                 max_queued_batches: int = 2, release_on_flush: bool = False,
+                 refuse_unknown_time_zone: bool = False) -> None:
+        self.window = Window(limits, clock=clock, lookup_many=lookup_many,
+                             refuse_unknown_time_zone=refuse_unknown_time_zone)
         self.tracker = OffsetTracker(max_unsettled)
         self._clock = clock
         self._max_queued = max(1, max_queued_batches)
@@ -283,6 +297,7 @@ class IngestCore:
         events: list[ContactEvent] = []
         append = events.append
         dead: list[DeadLetter] = []
+        sources: dict[str, int] = {}
         for rec in records:
             ref = rec.ref
             if stale and (ref.tp not in assigned or revoked_in.get(ref.tp, -1) >= generation):
@@ -293,9 +308,14 @@ class IngestCore:
                 dead.append(DeadLetter(rec.key, rec.value, rec.headers, ref, str(stage), str(error_class),
                                        str(message), str(reason), (ref,)))
                 continue
-            append(ContactEvent(ref, rec.key, rec.value, rec.headers, rec.timestamp_ms, *out[1:]))  # type: ignore[arg-type]  # decoded: it had a value
+            event = ContactEvent(ref, rec.key, rec.value, rec.headers, rec.timestamp_ms, *out[1:])  # type: ignore[arg-type]  # decoded: it had a value
+            append(event)
+            zone_source = event.time_zone_source
+            if zone_source:
+                sources[zone_source] = sources.get(zone_source, 0) + 1
         effects = self._effects(self.window.add_many(events)) if events else Effects()
         effects.decoded = len(events)
+        effects.time_zone_sources = sources
         if dead:
             effects.dead_letters[:0] = dead
         return effects

@@ -51,7 +51,10 @@ class ContactEvent:
     ``source``, ``key``, ``raw`` and ``headers`` (the original record, kept so it can be
     dead-lettered byte for byte), ``produced_at_ms``, ``contact_id``, ``phone_e164``,
     ``opted_in`` and ``item_bytes`` (what the contact adds to a bulk-insert body,
-    ``connector.core.windowing.item_cost``, computed where it was decoded).
+    ``connector.core.windowing.item_cost``, computed where it was decoded), ``time_zone`` (the
+    IANA zone the dialler keeps calling hours in, ``""`` when unknown) and
+    ``time_zone_source`` (where it came from, one of ``connector.core.time_zones.SOURCES``, or
+    ``""`` when nothing resolved it, as for an opt-out).
 
     The :data:`DETAIL_FIELDS` are read only when the contact goes into a CXone request or the
     audit trail. They travel packed in ``details`` (one ``bytes``, as the decoder packed them)
@@ -64,11 +67,11 @@ class ContactEvent:
     """
 
     __slots__ = ("_unpacked", "contact_id", "details", "headers", "item_bytes", "key", "opted_in",
-                 "phone_e164", "produced_at_ms", "raw", "source")
+                 "phone_e164", "produced_at_ms", "raw", "source", "time_zone", "time_zone_source")
 
     def __init__(self, source: SourceRef, key: bytes | None, raw: bytes, headers: list[tuple[str, bytes]],
                  produced_at_ms: int, contact_id: str, phone_e164: str, opted_in: bool, item_bytes: int | None,
-                 details: bytes) -> None:
+                 details: bytes, time_zone: str = "", time_zone_source: str = "") -> None:
         self.source = source
         self.key = key
         self.raw = raw
@@ -79,17 +82,20 @@ class ContactEvent:
         self.opted_in = opted_in
         self.item_bytes = item_bytes
         self.details = details
+        self.time_zone = time_zone
+        self.time_zone_source = time_zone_source
         self._unpacked: tuple[Any, ...] | None = None
 
     @classmethod
     def of(cls, source: SourceRef, key: bytes | None, raw: bytes, headers: list[tuple[str, bytes]],
            produced_at_ms: int, event_id: str, contact_id: str, phone_e164: str, opted_in: bool,
            first_name: str | None, last_name: str | None, email: str | None, custom_fields: dict[str, str],
-           changed_at_ms: int, source_system: str, item_bytes: int | None = None) -> ContactEvent:
+           changed_at_ms: int, source_system: str, item_bytes: int | None = None, time_zone: str = "",
+           time_zone_source: str = "") -> ContactEvent:
         """An event from every field (the details packed here)."""
         return cls(source, key, raw, headers, produced_at_ms, contact_id, phone_e164, opted_in, item_bytes,
                    pack_details(event_id, first_name, last_name, email, custom_fields, changed_at_ms,
-                                source_system))
+                                source_system), time_zone, time_zone_source)
 
     def _detail(self, index: int) -> Any:
         unpacked = self._unpacked
@@ -134,7 +140,8 @@ class ContactEvent:
 
     def _fields(self) -> tuple[Any, ...]:
         return (self.source, self.key, self.raw, self.headers, self.produced_at_ms, self.contact_id,
-                self.phone_e164, self.opted_in, self.item_bytes, *(self._detail(i) for i in range(len(DETAIL_FIELDS))))
+                self.phone_e164, self.opted_in, self.item_bytes, self.time_zone, self.time_zone_source,
+                *(self._detail(i) for i in range(len(DETAIL_FIELDS))))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ContactEvent):

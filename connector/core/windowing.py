@@ -12,6 +12,9 @@ Rules, per record handed to :meth:`Window.add_many` (in consume order; ``add`` i
    one look-up (the caller does not): a blocked number is reported at once (``DNC``, stage
    ``ARRIVAL``) and, being the last write, it supersedes any pending opt-in of that contact
    (reported as ``SUPERSEDED``).
+   With ``refuse_unknown_time_zone``, an opt-in whose time zone is unknown
+   (:attr:`ContactEvent.time_zone` empty) is reported the same way (``NO_TIME_ZONE``, stage
+   ``ARRIVAL``; a DNC block takes precedence): a dialler cannot keep to calling hours for it.
 4. A contact whose payload alone cannot fit in ``max_bytes`` is rejected (``TOO_LARGE``)
    for the caller to dead-letter; it too supersedes a pending opt-in of the contact.
 5. A batch is flushed when it reaches ``max_items`` (``"size"``), when adding a record
@@ -45,6 +48,8 @@ REASON_OPTED_OUT = "OPTED_OUT"
 REASON_CANCELLED = "CANCELLED_BY_OPT_OUT"
 REASON_SUPERSEDED = "SUPERSEDED"
 REASON_TOO_LARGE = "TOO_LARGE"
+#: An opt-in refused because its time zone is unknown (``refuse_unknown_time_zone``).
+REASON_NO_TIME_ZONE = "NO_TIME_ZONE"
 
 STAGE_ARRIVAL = "ARRIVAL"
 STAGE_FLUSH = "FLUSH"
@@ -69,6 +74,9 @@ _ITEM_FIXED = len(
 ) - 4 * 2
 
 
+#: The ``v2`` custom field of a contact's time zone (``connector.cxone.protocol.V2_TIME_ZONE_FIELD``).
+TIME_ZONE_FIELD = "timeZone"
+
 #: What an ``optInDate`` custom field's value is measured as: ``YYYY-MM-DDTHH:MM:SSZ``, the
 #: longest ``connector.cxone.protocol.iso_utc`` writes (years 1 to 999 are shorter).
 _OPT_IN_DATE = "0000-00-00T00:00:00Z"
@@ -78,14 +86,16 @@ def v2_item(contact: ContactEvent) -> dict[str, object]:
     """The size model of a contact's ``v2`` bulk-insert item.
 
     ``connector.cxone.protocol.v2_item`` builds the item sent: the same fields, but a missing
-    name or e-mail left out rather than ``null``, and ``source`` and ``optInDate`` added to
-    the custom fields unless the CRM sent them. The model writes ``null`` and a date of the
-    longest form, so it is never smaller; :func:`contact_payload_bytes` measures exactly
-    ``json.dumps`` of it.
+    name or e-mail left out rather than ``null``, and ``source``, ``optInDate`` and (for a
+    contact with a time zone) ``timeZone`` added to the custom fields unless the CRM sent
+    them. The model writes ``null`` and a date of the longest form, so it is never smaller;
+    :func:`contact_payload_bytes` measures exactly ``json.dumps`` of it.
     """
     custom = contact.custom_fields  # a copy already
     custom.setdefault("source", contact.source_system)
     custom.setdefault("optInDate", _OPT_IN_DATE)
+    if contact.time_zone:
+        custom.setdefault(TIME_ZONE_FIELD, contact.time_zone)
     return {
         "phoneNumber": contact.phone_e164,
         "firstName": contact.first_name,
@@ -103,15 +113,16 @@ def contact_payload_bytes(contact: ContactEvent) -> int:
     bound for compact ones. A missing name or email counts as ``null``.
     """
     return item_payload_bytes(contact.phone_e164, contact.first_name, contact.last_name, contact.email,
-                              contact.custom_fields, contact.source_system) - 2
+                              contact.custom_fields, contact.source_system, contact.time_zone) - 2
 
 
 def item_payload_bytes(
     phone: str, first_name: str | None, last_name: str | None, email: str | None, custom_fields: dict[str, str],
-    source_system: str,
+    source_system: str, time_zone: str = "",
 ) -> int:
     """What one contact adds to a batch body: :func:`contact_payload_bytes` of a contact with
-    these fields plus the ``", "`` separator (:attr:`ContactEvent.item_bytes`)."""
+    these fields plus the ``", "`` separator (:attr:`ContactEvent.item_bytes`); ``time_zone``
+    (``""``: none) adds a ``timeZone`` custom field unless the CRM sent one."""
     strings = [phone, first_name or "", last_name or "", email or ""]
     strings += custom_fields.keys()
     strings += custom_fields.values()
@@ -122,6 +133,9 @@ def item_payload_bytes(
         pairs += 1
     if "optInDate" not in custom_fields:
         strings += ("optInDate", _OPT_IN_DATE)
+        pairs += 1
+    if time_zone and TIME_ZONE_FIELD not in custom_fields:
+        strings += (TIME_ZONE_FIELD, time_zone)
         pairs += 1
     # The common case in one check: every string plain ASCII, so each costs its length + 2.
     joined = "".join(strings)
@@ -136,7 +150,7 @@ def item_payload_bytes(
 
 #: :func:`item_payload_bytes` as the decoder runs it: its C twin
 #: (``connector/core/_record_checks.pyx``) when the extension was built.
-measure_item: Callable[[str, str | None, str | None, str | None, dict[str, str], str], int]
+measure_item: Callable[[str, str | None, str | None, str | None, dict[str, str], str, str], int]
 try:
     from connector.core._record_checks import PayloadSize
 except ImportError:  # pragma: no cover - a build without the C extensions
@@ -188,7 +202,8 @@ class AuditOutcome:
 
     Attributes:
         event: the record the outcome is about.
-        reason: ``DNC``, ``OPTED_OUT``, ``CANCELLED_BY_OPT_OUT`` or ``SUPERSEDED``.
+        reason: ``DNC``, ``OPTED_OUT``, ``CANCELLED_BY_OPT_OUT``, ``SUPERSEDED`` or
+            ``NO_TIME_ZONE``.
         stage: ``ARRIVAL`` or ``FLUSH``: when the decision was taken.
         list_name: the DNC list for ``DNC``; otherwise None.
         checked_at: clock time of the decision.
@@ -282,6 +297,9 @@ class Window:
         lookup_many: the DNC look-up: E.164 numbers to ``{number: list}`` for those a list
             blocks (``DncSource.lookup_many``). It is called once per :meth:`add_many` on
             arrival and once per flush, and must not raise for E.164 numbers.
+        refuse_unknown_time_zone: report an opt-in without a time zone (``NO_TIME_ZONE``)
+            instead of sending it (``calling_hours.unknown = "refuse"``). A plain attribute:
+            it may be changed between calls.
     """
 
     def __init__(
@@ -290,7 +308,9 @@ class Window:
         *,
         clock: Callable[[], float],
         lookup_many: Callable[[Sequence[str]], Mapping[str, str]],
+        refuse_unknown_time_zone: bool = False,
     ) -> None:
+        self.refuse_unknown_time_zone = refuse_unknown_time_zone
         self._limits = limits
         self._clock = clock
         self._lookup_many = lookup_many
@@ -340,6 +360,7 @@ class Window:
             self._flush("age", out)
         blocked = self._lookup_many([e.phone_e164 for e in events if e.opted_in])
         pending = self._pending
+        refuse_unknown = self.refuse_unknown_time_zone
         now: float | None = None
         for event in events:
             contact_id = event.contact_id
@@ -349,10 +370,13 @@ class Window:
             reason: str | None = None
             if not event.opted_in:
                 reason = REASON_OPTED_OUT
-            elif blocked:
-                blocked_by = blocked.get(event.phone_e164)
-                if blocked_by is not None:
-                    reason = REASON_DNC
+            else:
+                if blocked:
+                    blocked_by = blocked.get(event.phone_e164)
+                    if blocked_by is not None:
+                        reason = REASON_DNC
+                if reason is None and refuse_unknown and not event.time_zone:
+                    reason = REASON_NO_TIME_ZONE
             if reason is not None:
                 out = out or _Collector()
                 if now is None:

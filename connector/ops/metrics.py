@@ -27,6 +27,10 @@ Events (subsystem ``events``)
         ``metrics.suppressed.labels(reason="dnc", list=entry.list_name).inc()``.
     ``dead_lettered``  Counter ``cxone_connector_events_dead_lettered_total{stage}``; stage
         in :data:`DLQ_STAGES`.
+    ``time_zone_source``  Counter ``cxone_connector_events_time_zone_source_total{source}``: where
+        each opt-in's calling-hours time zone came from; source in :data:`TIME_ZONE_SOURCES`
+        (``unknown``: none was found). :meth:`Metrics.count_time_zone_sources` adds one core
+        call's counts (``connector.core.ingest.Effects.time_zone_sources``).
 
 DNC table (subsystem ``dnc``)
     ``dnc_numbers``  Gauge ``cxone_connector_dnc_numbers``: numbers held.
@@ -123,6 +127,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from connector.config import TopicSettings
+from connector.core.time_zones import SOURCES as TIME_ZONE_SOURCES  # re-exported: the label's values
 from connector.errors import ConnectorError
 
 NAMESPACE = "cxone_connector"
@@ -133,8 +138,10 @@ OTHER = "other"
 INVALID_REASONS = ("decode", "validate", "empty", "unparseable", "not_possible", "invalid", "too_long")
 #: Why a contact was not sent (the audit record's reason, lower-cased): on a DNC list when it
 #: arrived (``dnc``) or when its batch was flushed (``dnc_at_flush``), opted out, a pending
-#: opt-in cancelled by an opt-out, or superseded by a later event of the same contact.
-SUPPRESSION_REASONS = ("dnc", "dnc_at_flush", "dnc_at_send", "opted_out", "cancelled_by_opt_out", "superseded")
+#: opt-in cancelled by an opt-out, superseded by a later event of the same contact, or without
+#: a time zone when ``calling_hours.unknown`` is ``refuse`` (``no_time_zone``).
+SUPPRESSION_REASONS = ("dnc", "dnc_at_flush", "dnc_at_send", "opted_out", "cancelled_by_opt_out", "superseded",
+                       "no_time_zone")
 #: How many distinct DNC list names the ``list`` label admits before counting as ``other``.
 MAX_DNC_LISTS = 20
 #: Where a dead-lettered record failed (the ``__connect.errors.stage`` header).
@@ -295,6 +302,9 @@ class Metrics:
         )
         self.dead_lettered = labelled_counter("events", "dead_lettered", "Records written to the DLQ.",
                                               {"stage": DLQ_STAGES})
+        self.time_zone_source = labelled_counter(
+            "events", "time_zone_source", "Opt-ins by where their calling-hours time zone came from.",
+            {"source": TIME_ZONE_SOURCES})
         self.decode_retries = counter("events", "decode_retries",
                                       "Consumed lists decoded again because the schema registry was unreachable.")
         # DNC
@@ -394,6 +404,12 @@ class Metrics:
     def declare_dnc_lists(self, names: Iterable[str]) -> None:
         """Create the zero ``suppressed`` series for these DNC list names (first come, capped)."""
         self.suppressed.declare("list", names)
+
+    def count_time_zone_sources(self, counts: Mapping[str, int]) -> None:
+        """Add the records of one core call to ``time_zone_source``, per source (``""`` skipped)."""
+        for source, n in counts.items():
+            if source and n:
+                self.time_zone_source.labels(source=source).inc(n)
 
     def observe_flush(self, size: int, max_items: int, window_age_s: float, reason: str) -> None:
         """Record one flushed batch: its reason, size, fill and window age."""

@@ -8,7 +8,10 @@ arguments, so the same code runs on the event loop or in a worker process
 2. **validate**: an empty key, a null value or a field beyond :data:`LIMITS` → stage
    ``validate`` (the message names the field and the bound, never the value);
 3. **normalise** the phone to E.164 (:class:`connector.core.phones.PhoneNormalizer`, the event's
-   region hint first); invalid → stage ``normalise`` with the reason code.
+   region hint first); invalid → stage ``normalise`` with the reason code;
+4. **time zone** of an opt-in, for calling hours (:class:`connector.core.time_zones.TimeZoneResolver`:
+   the event's zone, ZIP code or state, else the number, else ``DecodeSpec.default_time_zone``);
+   never a failure: an unknown zone is ``""``, and the core refuses it or not.
 
 Each record gives back one plain tuple (cheap to pickle, no class to import on the other
 side): :data:`OK` and the fields, or the stage that failed with the error. The payload size
@@ -24,6 +27,7 @@ from typing import Any, Literal
 
 from connector.core.models import pack_details
 from connector.core.phones import PhoneNormalizer, mask_phones_in
+from connector.core.time_zones import TimeZoneResolver
 from connector.core.windowing import measure_item
 from connector.errors import ConnectorError, PhoneError, SerdeError
 from connector.kafka.dlq_headers import error_class_name
@@ -53,6 +57,9 @@ LIMITS: Mapping[str, int] = {
     "custom_fields": 50,
     "custom_field_key": 64,
     "custom_field_value": 1024,
+    "time_zone": 64,  # the longest IANA name is 32
+    "zip_code": 16,
+    "state": 64,
 }
 #: Bytes of a record key (a contact id) before it is rejected.
 MAX_KEY_BYTES = 256
@@ -60,7 +67,8 @@ MAX_KEY_BYTES = 256
 #: carry (``optInDate``); outside them a record is rejected here, not when its batch is sent.
 CHANGED_AT_RANGE = (-62_135_596_800_000, 253_402_300_799_999)
 _STRING_FIELDS = tuple((name, LIMITS[name]) for name in
-                       ("event_id", "contact_id", "first_name", "last_name", "email", "region_hint", "source"))
+                       ("event_id", "contact_id", "first_name", "last_name", "email", "region_hint", "source",
+                        "time_zone", "zip_code", "state"))
 
 
 class ValidationError(ConnectorError):
@@ -125,19 +133,24 @@ class DecodeSpec:
         wire_format: ``avro``, ``confluent`` or ``auto`` (see :mod:`connector.serde.codec`).
         schema_registry_url: resolves unknown schema ids when set.
         default_region: the normaliser's default region.
-        cache_size: the normaliser's cache entries.
+        cache_size: the normaliser's cache entries (the time-zone cache keeps a third as many
+            numbers: the normaliser keeps up to three spellings of each).
+        default_time_zone: the zone of an opt-in no source resolves (``calling_hours.default_time_zone``);
+            ``""`` leaves it unknown.
     """
 
     wire_format: Literal["avro", "confluent", "auto"] = "auto"
     schema_registry_url: str = ""
     default_region: str = "US"
     cache_size: int = 1_000_000
+    default_time_zone: str = ""
 
 
 #: What :meth:`Decoder.decode_many` returns per record. Success:
-#: ``(OK, contact_id, phone_e164, opted_in, payload_bytes, details)``, the arguments of
-#: :class:`connector.core.models.ContactEvent` after its source fields (``details`` packs the rest,
-#: :func:`connector.core.models.pack_details`); failure:
+#: ``(OK, contact_id, phone_e164, opted_in, payload_bytes, details, time_zone, time_zone_source)``,
+#: the arguments of :class:`connector.core.models.ContactEvent` after its source fields
+#: (``details`` packs the rest, :func:`connector.core.models.pack_details`; an opt-out's zone and
+#: source are ``""``: it is never sent); failure:
 #: ``(stage, error_class, message, reason)`` with ``reason`` the metric label
 #: (the stage, or the phone rejection reason).
 Decoded = tuple[Any, ...]
@@ -150,10 +163,15 @@ class Decoder:
         spec: the codec and normaliser settings.
         codec: a ready codec (tests); built from ``spec`` by default.
         normalizer: a ready normaliser (tests); built from ``spec`` by default.
+        time_zones: a ready resolver (tests); built from ``spec`` by default.
+
+    Raises:
+        ValueError: ``spec.default_time_zone`` is not a zone the tz database knows, or
+            ``spec.default_region`` not a region phonenumbers knows.
     """
 
     def __init__(self, spec: DecodeSpec, *, codec: AvroCodec | None = None,
-                 normalizer: PhoneNormalizer | None = None) -> None:
+                 normalizer: PhoneNormalizer | None = None, time_zones: TimeZoneResolver | None = None) -> None:
         self.spec = spec
         if codec is None:
             resolver = None
@@ -164,6 +182,7 @@ class Decoder:
             codec = AvroCodec("ContactOptInChanged", wire_format=spec.wire_format, resolver=resolver)
         self.codec = codec
         self.normalizer = normalizer or PhoneNormalizer(spec.default_region, spec.cache_size)
+        self.time_zones = time_zones or TimeZoneResolver(spec.default_time_zone, spec.cache_size // 3)
 
     def decode_many(self, records: Sequence[tuple[bytes | None, bytes | None]]) -> list[Decoded]:
         """Decode, validate and normalise ``(key, value)`` pairs, in order.
@@ -176,6 +195,7 @@ class Decoder:
         """
         decode = self.codec.decode
         normalize = self.normalizer.outcome
+        resolve = self.time_zones.resolve
         out: list[Decoded] = []
         append = out.append
         for key, value in records:
@@ -206,10 +226,16 @@ class Decoder:
                 first, last, email, fields = record["first_name"], record["last_name"], record["email"], \
                     record["custom_fields"]
                 source = record["source"] or ""
-                append((OK, record["contact_id"], phone, bool(record["opted_in"]),
-                        measure_item(phone, first, last, email, fields, source),
+                opted_in = bool(record["opted_in"])
+                if opted_in:  # an opt-out is never sent: no zone to find
+                    get = record.get
+                    zone, zone_source = resolve(get("time_zone"), get("zip_code"), get("state"), phone)
+                else:
+                    zone = zone_source = ""
+                append((OK, record["contact_id"], phone, opted_in,
+                        measure_item(phone, first, last, email, fields, source, zone),
                         pack_details(record["event_id"], first, last, email, fields, int(record["changed_at"]),
-                                     source)))
+                                     source), zone, zone_source))
             except Exception as exc:  # a poison record: dead-lettered with its class, never a crash
                 append((stage, error_class_name(exc), _unexpected(exc), stage))
         return out

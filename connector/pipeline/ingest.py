@@ -149,7 +149,8 @@ class IngestPipeline:
         w = settings.window
         self.core = IngestCore(WindowLimits(w.max_items, w.max_bytes, w.max_age_s), clock=clock,
                                lookup_many=dnc.lookup_many, max_unsettled=settings.kafka.max_unsettled,
-                               max_queued_batches=max_queued_batches, release_on_flush=retract is not None)
+                               max_queued_batches=max_queued_batches, release_on_flush=retract is not None,
+                               refuse_unknown_time_zone=settings.calling_hours.unknown == "refuse")
         # the window age of the previous output's flush (the batches' window-age metric)
         self._window_deadline: float | None = None
         config = consumer_config(settings)
@@ -421,6 +422,7 @@ class IngestPipeline:
         if effects.decoded:
             self.stats.decoded += effects.decoded
             self._metrics.events_decoded.inc(effects.decoded)
+            self._metrics.count_time_zone_sources(effects.time_zone_sources)
         for dead in effects.dead_letters:
             self._send_dead_letter(dead)
         if self._retract is not None and effects.releases:
@@ -645,7 +647,8 @@ def _detach(fut: asyncio.Future[Any]) -> None:
 
 def _decode_spec(settings: Settings) -> DecodeSpec:
     return DecodeSpec(wire_format=settings.kafka.value_format, schema_registry_url=settings.kafka.schema_registry_url,
-                      default_region=settings.phones.default_region, cache_size=settings.phones.cache_size)
+                      default_region=settings.phones.default_region, cache_size=settings.phones.cache_size,
+                      default_time_zone=settings.calling_hours.default_time_zone)
 
 
 def _in_consume_order(chunk: _Chunk, results: list[list[Decoded]]) -> list[Consumed]:

@@ -166,21 +166,28 @@ cdef class FlatReader:
             null branch of a two-branch union (0 or 1), or -1; ``container`` 0 none, 1 map
             of ``kind``, 2 array of ``kind``.
         read_long: the Python varint reader, for varints of 10 bytes.
+        required: how many leading fields every record holds (all by default); a record that
+            ends before a later field gets None for it and every field after it (fields added
+            later, ``connector.serde.avro_reader.required_fields``).
     """
 
     cdef tuple _names
     cdef int _count
+    cdef int _required
     cdef int _kinds[_MAX_FIELDS]
     cdef int _nulls[_MAX_FIELDS]
     cdef int _containers[_MAX_FIELDS]
     cdef object _read_long
 
-    def __init__(self, program, read_long):
+    def __init__(self, program, read_long, required=None):
         program = tuple(program)
         if len(program) > MAX_FIELDS:
             raise ValueError(f"more than {MAX_FIELDS} fields")
         self._names = tuple(str(name) for name, _, _, _ in program)
         self._count = len(program)
+        self._required = self._count if required is None else int(required)
+        if not 0 <= self._required <= self._count:
+            raise ValueError("required must be between 0 and the number of fields")
         for i, (_, kind, null_index, container) in enumerate(program):
             if kind not in (K_NULL, K_BOOLEAN, K_LONG, K_STRING, K_BYTES) \
                     or null_index not in (-1, 0, 1) or container not in (C_NONE, C_MAP, C_ARRAY):
@@ -202,10 +209,14 @@ cdef class FlatReader:
         c.pos = pos
         c.read_long = self._read_long
         cdef dict record = {}
-        cdef int i
+        cdef int i, j
         cdef int null_index
         cdef int64_t u
         for i in range(self._count):
+            if i >= self._required and c.pos == c.size:  # written before this field was added
+                for j in range(i, self._count):
+                    PyDict_SetItem(record, self._names[j], None)
+                break
             null_index = self._nulls[i]
             if null_index >= 0:
                 u = _small_long(c)

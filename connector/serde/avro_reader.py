@@ -15,6 +15,12 @@ fastavro (:class:`connector.serde.codec.AvroCodec` does). Neither reader is ever
 fastavro: ``tests/unit/test_avro_reader.py`` checks, for both, that for any record they read
 the same as fastavro, and that whatever bytes they accept, fastavro reads the same way.
 
+Fields added later: a record schema may end with fields marked ``"x-added-later": true``
+(optional fields, ``["null", T]`` with a null default, added at the end). A schemaless record
+written before they existed ends where they begin; both readers then fill them with null, as
+fastavro does when it resolves the older writer schema against ours
+(:func:`required_fields`). Ending anywhere else is still ``truncated``.
+
 Errors (mapped to :class:`connector.errors.SerdeError` by the codec): :class:`EOFError`
 when the bytes end early, :class:`UnicodeDecodeError` for a string that is not UTF-8,
 :class:`ValueError` for anything malformed (a negative length, a union branch or boolean
@@ -172,6 +178,22 @@ def flat_program(schema: Any) -> list[Step] | None:
     return program
 
 
+#: The field property that marks an optional field added at the end of a record schema.
+ADDED_LATER = "x-added-later"
+
+
+def required_fields(schema: Any) -> int:
+    """How many leading fields of a record schema every record holds: all but the trailing run
+    of fields marked :data:`ADDED_LATER` with a null default (those may be absent from a
+    schemaless record written before they were added)."""
+    fields = list(schema.get("fields", ())) if isinstance(schema, dict) else []
+    n = len(fields)
+    while n and fields[n - 1].get(ADDED_LATER) is True and "default" in fields[n - 1] \
+            and fields[n - 1]["default"] is None:
+        n -= 1
+    return n
+
+
 def _container(kind: str, container: int, target: str, depth: int) -> list[str]:
     if container == PLAIN:
         return _primitive(kind, target) if kind != "null" else [f"{target} = None"]
@@ -194,10 +216,24 @@ def _container(kind: str, container: int, target: str, depth: int) -> list[str]:
     ]
 
 
-def _python_reader(name: str, program: list[Step]) -> Reader:
-    """The program as the source of one straight-line Python function, compiled."""
+def _record(program: list[Step], present: int) -> str:
+    """The source of the record dict: the first ``present`` fields read, the others null."""
+    values = [f"v{i}" if i < present else "None" for i in range(len(program))]
+    # field names enter the source only as string literals (repr), never as code
+    return "{" + ", ".join(f"{step[0]!r}: {value}" for step, value in zip(program, values, strict=True)) + "}"
+
+
+def _python_reader(name: str, program: list[Step], required: int | None = None) -> Reader:
+    """The program as the source of one straight-line Python function, compiled.
+
+    ``required``: fields every record holds (:func:`required_fields`); a record that ends
+    before a later field gets null for it and the rest.
+    """
+    required = len(program) if required is None else required
     lines = ["def read(data, pos):", "    size = len(data)", "    try:"]
     for index, (_, kind, null_index, container) in enumerate(program):
+        if index >= required:
+            lines += ["        if pos == size:", f"            return {_record(program, index)}, pos"]
         target = f"v{index}"
         body = _container(_KIND_NAMES[kind], container, target, index)
         if null_index >= 0:
@@ -214,8 +250,7 @@ def _python_reader(name: str, program: list[Step]) -> Reader:
     lines += [
         "    except IndexError:",
         "        raise EOFError('truncated') from None",
-        # field names enter the source only as string literals (repr), never as code
-        "    return {" + ", ".join(f"{step[0]!r}: v{i}" for i, step in enumerate(program)) + "}, pos",
+        f"    return {_record(program, len(program))}, pos",
     ]
     namespace: dict[str, Any] = {"read_long": read_long}
     exec(compile("\n".join(lines), f"<avro reader {name}>", "exec"), namespace)  # noqa: S102
@@ -237,7 +272,8 @@ def compile_reader(schema: Any, *, native: bool = True) -> Reader | None:
     program = flat_program(schema)
     if program is None:
         return None
+    required = required_fields(schema)
     # a record wider than the C reader's fixed arrays gets the Python reader
     if native and _avro_flat is not None and len(program) <= _avro_flat.MAX_FIELDS:
-        return _avro_flat.FlatReader(program, read_long)  # type: ignore[no-any-return]
-    return _python_reader(str(schema.get("name")), program)
+        return _avro_flat.FlatReader(program, read_long, required)  # type: ignore[no-any-return]
+    return _python_reader(str(schema.get("name")), program, required)

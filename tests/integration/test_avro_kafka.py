@@ -102,7 +102,9 @@ def registry() -> Iterator[FakeRegistry]:
 def _contact(i: int) -> dict[str, Any]:
     return {"event_id": f"e{i}", "contact_id": f"C{i}", "phone": f"+1212345{i:04d}", "region_hint": None,
             "first_name": "Ada", "last_name": None, "email": None, "opted_in": i % 3 != 0,
-            "changed_at": 1_700_000_000_000 + i, "source": "crm", "custom_fields": {"i": str(i)}}
+            "changed_at": 1_700_000_000_000 + i, "source": "crm", "custom_fields": {"i": str(i)},
+            "time_zone": "America/New_York" if i % 4 == 1 else None, "zip_code": "10001" if i % 4 == 2 else None,
+            "state": "NY" if i % 4 == 3 else None}
 
 
 # -- registry client -------------------------------------------------------------------------

@@ -12,10 +12,19 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.serde.avro_reader import NATIVE, compile_reader, flat_program, read_long
-from connector.serde.codec import plain_schema
+from connector.serde.avro_reader import NATIVE, compile_reader, flat_program, read_long, required_fields
+from connector.serde.codec import AvroCodec, plain_schema
 
 CONTACT = plain_schema("ContactOptInChanged")
+#: The fields every ContactOptInChanged holds; the ones after them were added later.
+REQUIRED = required_fields(CONTACT)
+ADDED_LATER = [f["name"] for f in CONTACT["fields"][REQUIRED:]]
+
+
+def older_writer(fields: int) -> dict[str, Any]:
+    """ContactOptInChanged as it was with only its first ``fields`` fields."""
+    return parse_schema({"type": "record", "name": CONTACT["name"], "fields": CONTACT["fields"][:fields]},
+                        _write_hint=False)
 
 ALL_TYPES = parse_schema({
     "type": "record", "name": "AllTypes", "fields": [
@@ -49,6 +58,8 @@ contact_records = st.fixed_dictionaries({
     "first_name": st.one_of(st.none(), text), "last_name": st.one_of(st.none(), text),
     "email": st.one_of(st.none(), text), "opted_in": st.booleans(), "changed_at": longs, "source": text,
     "custom_fields": st.dictionaries(text, text, max_size=5),
+    "time_zone": st.one_of(st.none(), text), "zip_code": st.one_of(st.none(), text),
+    "state": st.one_of(st.none(), text),
 })
 
 
@@ -114,7 +125,33 @@ def test_never_more_lenient_than_fastavro(native: bool, record: dict[str, Any], 
         ours = reader(mangled, 0)
     except (EOFError, UnicodeDecodeError, ValueError):
         return  # rejected (fastavro may or may not accept such bytes)
-    assert fastavro_read(CONTACT, mangled) == ours
+    # fastavro reads them the same way, as written by our schema or by an older one
+    assert ours in [fastavro_read_as_written_by(n, mangled) for n in range(REQUIRED, len(CONTACT["fields"]) + 1)]
+
+
+def fastavro_read_as_written_by(fields: int, data: bytes) -> Any:
+    """fastavro's reading of ``data`` written with the first ``fields`` fields, resolved to ours."""
+    buf = io.BytesIO(data)
+    try:
+        return schemaless_reader(buf, older_writer(fields), CONTACT), buf.tell()
+    except Exception as exc:  # noqa: BLE001 - any refusal is an answer here
+        return type(exc)
+
+
+@both
+@settings(max_examples=300, deadline=None)
+@given(record=contact_records, fields=st.integers(REQUIRED, len(CONTACT["fields"])))
+def test_records_written_before_fields_were_added_read_as_fastavro_resolves_them(
+        native: bool, record: dict[str, Any], fields: int) -> None:
+    """A schemaless record of an older ContactOptInChanged (without the fields added later)."""
+    writer = older_writer(fields)
+    data = encode(writer, {f["name"]: record[f["name"]] for f in writer["fields"]})
+    reader = compile_reader(CONTACT, native=native)
+    assert reader is not None
+    got = reader(data, 0)
+    assert got == fastavro_read_as_written_by(fields, data)
+    assert got[0] == {**record, **{name: None for name in ADDED_LATER[fields - REQUIRED:]}}
+    assert got[1] == len(data)
 
 
 @both
@@ -134,10 +171,18 @@ def test_arbitrary_bytes_raise_only_the_documented_errors(native: bool, data: by
 def test_truncation_and_malformed_input(native: bool) -> None:
     reader = compile_reader(CONTACT, native=native)
     assert reader is not None
-    good = encode(CONTACT, {"event_id": "e", "contact_id": "c", "phone": "+1", "region_hint": None,
-                            "first_name": None, "last_name": None, "email": None, "opted_in": True,
-                            "changed_at": 5, "source": "s", "custom_fields": {}})
+    full = {"event_id": "e", "contact_id": "c", "phone": "+1", "region_hint": None, "first_name": None,
+            "last_name": None, "email": None, "opted_in": True, "changed_at": 5, "source": "s",
+            "custom_fields": {}, "time_zone": "America/Chicago", "zip_code": "60601", "state": "IL"}
+    good = encode(CONTACT, full)
+    # where a field added later begins, a record of an older writer ends: that is not a cut
+    boundaries = {len(encode(older_writer(n), {f["name"]: full[f["name"]] for f in CONTACT["fields"][:n]}))
+                  for n in range(REQUIRED, len(CONTACT["fields"]))}
+    assert len(boundaries) == len(ADDED_LATER) and max(boundaries) < len(good)
     for cut in range(1, len(good)):
+        if cut in boundaries:
+            assert reader(good[:cut], 0)[1] == cut
+            continue
         with pytest.raises(EOFError):
             reader(good[:cut], 0)
     with pytest.raises(ValueError, match="negative length"):
@@ -174,6 +219,32 @@ def test_the_c_reader_was_built() -> None:
     assert type(compile_reader(CONTACT)).__name__ == "FlatReader"
 
 
+def test_only_a_trailing_run_of_marked_null_default_fields_may_be_absent() -> None:
+    assert ADDED_LATER == ["time_zone", "zip_code", "state"]
+    assert required_fields(ALL_TYPES) == len(ALL_TYPES["fields"])
+    assert required_fields(plain_schema("DncEntry")) == 4  # expires_at is optional but not marked
+
+    def schema(*fields: dict[str, Any]) -> dict[str, Any]:
+        return parse_schema({"type": "record", "name": "S", "fields": list(fields)})
+
+    marked = {"name": "m", "type": ["null", "string"], "default": None, "x-added-later": True}
+    plain = {"name": "p", "type": "string"}
+    assert required_fields(schema(plain, marked)) == 1
+    assert required_fields(schema(marked, plain)) == 2  # not at the end
+    assert required_fields(schema(plain, {**marked, "default": "x", "type": ["string", "null"]})) == 2
+
+
+def test_the_codec_reads_an_old_schemaless_record_with_nulls_for_the_new_fields() -> None:
+    old = {"event_id": "e", "contact_id": "c", "phone": "+12123450123", "region_hint": None, "first_name": "A",
+           "last_name": None, "email": None, "opted_in": True, "changed_at": 5, "source": "crm", "custom_fields": {}}
+    data = encode(older_writer(REQUIRED), old)
+    for wire_format in ("avro", "auto"):
+        assert AvroCodec("ContactOptInChanged", wire_format=wire_format).decode(data) == {
+            **old, "time_zone": None, "zip_code": None, "state": None}
+    new = {**old, "time_zone": "America/Chicago", "zip_code": "60601-1234", "state": "IL"}
+    assert AvroCodec("ContactOptInChanged").decode(AvroCodec("ContactOptInChanged").encode(new)) == new
+
+
 def test_the_program_names_each_field_its_kind_union_and_container() -> None:
     assert flat_program(ALL_TYPES) == [
         ("b", 1, -1, 0), ("i", 2, -1, 0), ("l", 2, -1, 0), ("s", 3, -1, 0), ("y", 4, -1, 0), ("n", 0, -1, 0),
@@ -188,6 +259,9 @@ def test_the_c_reader_refuses_a_bad_program() -> None:
     for step in (("x", 9, -1, 0), ("x", 3, 2, 0), ("x", 3, -1, 7)):
         with pytest.raises(ValueError, match="bad program step 0"):
             FlatReader([step], read_long)
+    for required in (-1, 2):
+        with pytest.raises(ValueError, match="required"):
+            FlatReader([("x", 3, -1, 0)], read_long, required)
     with pytest.raises(ValueError, match="more than 64 fields"):
         FlatReader([("x", 3, -1, 0)] * 65, read_long)
 

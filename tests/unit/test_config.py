@@ -175,3 +175,15 @@ def test_the_config_list_name_rule_is_the_dnc_key_rule() -> None:
 
 def test_all_keys_give_factory_defaults() -> None:
     assert ("dnc", "lists", {}) in all_keys()
+
+
+def test_calling_hours_keys_default_to_send_without_a_zone_and_check_the_zone() -> None:
+    default = load_settings({}, env={}).calling_hours
+    assert (default.default_time_zone, default.unknown) == ("", "send")
+    chosen = load_settings({"calling_hours": {"default_time_zone": "America/Chicago"}},
+                           env={"CXONE_CONNECTOR__CALLING_HOURS__UNKNOWN": "refuse"}).calling_hours
+    assert (chosen.default_time_zone, chosen.unknown) == ("America/Chicago", "refuse")
+    with pytest.raises(ConfigError) as err:
+        load_settings({"calling_hours": {"default_time_zone": "Central Time", "unknown": "drop"}}, env={})
+    keys = {key for key, _ in err.value.problems}
+    assert keys == {"calling_hours.default_time_zone", "calling_hours.unknown"}

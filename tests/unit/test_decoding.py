@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from typing import Any
 
 import pytest
+from fastavro import parse_schema, schemaless_writer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +23,7 @@ from connector.pipeline.decoding import (
     DecodeSpec,
     decode_chunk,
 )
-from connector.serde.codec import AvroCodec
+from connector.serde.codec import AvroCodec, plain_schema
 
 CODEC = AvroCodec("ContactOptInChanged")
 
@@ -43,15 +45,60 @@ def decoder() -> Decoder:
 
 def test_a_good_record_gives_its_fields_and_payload_size(decoder: Decoder) -> None:
     [out] = decoder.decode_many([(b"c-1", CODEC.encode(record()))])
+    # no zone, ZIP code or state in the event: the number's zone (415 is San Francisco)
+    assert out[6:] == ("America/Los_Angeles", "number")
     assert out[:5] == (OK, "c-1", "+14155550123", True,
                        item_payload_bytes("+14155550123", "Ada", "Lovelace", "ada@example.com", {"segment": "gold"},
-                                          "crm"))
+                                          "crm", "America/Los_Angeles"))
     assert isinstance(out[5], bytes)  # the details, packed (marshal's bytes depend on sharing, not compared)
     assert pickle.loads(pickle.dumps(out)) == out  # noqa: S301 - our own bytes; crosses a process boundary
     event = ContactEvent(SourceRef("t", 0, 5), b"c-1", b"raw", [], 0, *out[1:])
     assert (event.event_id, event.first_name, event.last_name, event.email, event.custom_fields,
             event.changed_at_ms, event.source_system) == (
         "e-1", "Ada", "Lovelace", "ada@example.com", {"segment": "gold"}, 1_700_000_000_000, "crm")
+    assert (event.time_zone, event.time_zone_source) == ("America/Los_Angeles", "number")
+
+
+@pytest.mark.parametrize(("fields", "zone", "source"), [
+    ({"time_zone": "america/chicago", "zip_code": "79901", "state": "NY"}, "America/Chicago", "event"),
+    ({"time_zone": "Mars/Base", "zip_code": "79901-0001", "state": "NY"}, "America/Denver", "zip"),
+    ({"zip_code": "nope", "state": "Texas"}, "America/Chicago", "state"),
+    ({"state": "TX", "phone": "(915) 345-6789"}, "America/Denver", "state"),  # the number picks Mountain
+    ({"phone": "800 345 6789"}, "", "unknown"),  # toll-free: all of NANP
+])
+def test_the_time_zone_comes_from_the_event_zip_state_or_number(
+        decoder: Decoder, fields: dict[str, Any], zone: str, source: str) -> None:
+    [out] = decoder.decode_many([(b"c-1", CODEC.encode(record(**fields)))])
+    assert out[0] == OK and out[6:] == (zone, source)
+
+
+def test_the_default_zone_applies_when_nothing_else_resolves_and_opt_outs_resolve_none() -> None:
+    decoder = Decoder(DecodeSpec(wire_format="avro", cache_size=100, default_time_zone="America/Phoenix"))
+    [toll_free, opt_out] = decoder.decode_many([
+        (b"c-1", CODEC.encode(record(phone="800 345 6789"))),
+        (b"c-2", CODEC.encode(record(contact_id="c-2", opted_in=False, zip_code="79901"))),
+    ])
+    assert toll_free[6:] == ("America/Phoenix", "default")
+    assert opt_out[0] == OK and opt_out[3] is False and opt_out[6:] == ("", "")
+    with pytest.raises(ValueError, match="default_time_zone"):
+        Decoder(DecodeSpec(default_time_zone="Nowhere/Special"))
+
+
+def test_a_record_of_the_older_schema_still_decodes(decoder: Decoder) -> None:
+    schema = plain_schema("ContactOptInChanged")
+    old = parse_schema({"type": "record", "name": schema["name"], "fields": schema["fields"][:11]}, _write_hint=False)
+    buf = io.BytesIO()
+    schemaless_writer(buf, old, record(phone="(212) 345-6789"))
+    [out] = decoder.decode_many([(b"c-1", buf.getvalue())])
+    assert out[0] == OK and out[2] == "+12123456789" and out[6:] == ("America/New_York", "number")
+
+
+@pytest.mark.parametrize(("name", "limit"), [("time_zone", 64), ("zip_code", 16), ("state", 64)])
+def test_the_location_fields_are_bounded(decoder: Decoder, name: str, limit: int) -> None:
+    [ok] = decoder.decode_many([(b"c-1", CODEC.encode(record(**{name: "x" * limit})))])
+    [bad] = decoder.decode_many([(b"c-1", CODEC.encode(record(**{name: "x" * (limit + 1)})))])
+    assert ok[0] == OK
+    assert bad[:2] == (STAGE_VALIDATE, VALIDATION_ERROR) and f"{name} longer than {limit}" in bad[2]
 
 
 @pytest.mark.parametrize(

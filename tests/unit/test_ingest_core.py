@@ -185,3 +185,41 @@ def test_every_record_is_settled_exactly_once_by_what_the_core_returns(
             c.settle_batch(batch)
     assert c.unsettled == 0
     assert c.committable() == {(TOPIC, p): n for p, n in offsets.items() if n}
+
+
+def located(partition: int, offset: int, contact: str, phone: str, zone: str, source: str) -> Consumed:
+    """A record as the decoder gives it with its time zone and the zone's source."""
+    details = pack_details(f"e{offset}", "Ann", None, None, {}, 0, "crm")
+    return Consumed(SourceRef(TOPIC, partition, offset), contact.encode(), b"raw", [], 0,
+                    (OK, contact, phone, True, 100, details, zone, source))
+
+
+def test_time_zones_reach_the_batch_and_their_sources_are_counted() -> None:
+    clock, dnc = Clock(), Dnc()
+    c = core(clock, dnc)
+    out = feed(c, [located(0, 0, "c1", "+14155550100", "America/Chicago", "zip"),
+                   located(0, 1, "c2", "+14155550101", "America/Los_Angeles", "number"),
+                   located(0, 2, "c3", "+14155550102", "America/Denver", "zip"),
+                   located(0, 3, "c4", "+14155550103", "", "unknown"),
+                   record(0, 4, "c5", "+14155550104")])  # a tuple without a zone: not counted
+    assert out.time_zone_sources == {"zip": 2, "number": 1, "unknown": 1}
+    [batch] = c.flush_all().batches
+    assert [(x.contact_id, x.time_zone, x.time_zone_source) for x in batch.contacts] == [
+        ("c1", "America/Chicago", "zip"), ("c2", "America/Los_Angeles", "number"), ("c3", "America/Denver", "zip"),
+        ("c4", "", "unknown"), ("c5", "", "")]
+
+
+def test_refusing_unknown_time_zones_audits_them_and_a_superseded_opt_in_takes_that_reason() -> None:
+    clock, dnc = Clock(), Dnc()
+    c = core(clock, dnc, refuse_unknown_time_zone=True)
+    first = feed(c, [located(0, 0, "c1", "+14155550100", "America/Chicago", "zip")])
+    assert not first.audits
+    out = feed(c, [located(0, 1, "c1", "+14155550100", "", "unknown"),
+                   located(0, 2, "c2", "+14155550101", "", "unknown")])
+    assert [(a.event.source.offset, a.reason, a.label, a.stage, a.opt_out) for a in out.audits] == [
+        (0, "NO_TIME_ZONE", "SUPERSEDED", "ARRIVAL", False), (1, "NO_TIME_ZONE", "NO_TIME_ZONE", "ARRIVAL", False),
+        (2, "NO_TIME_ZONE", "NO_TIME_ZONE", "ARRIVAL", False)]
+    assert out.time_zone_sources == {"unknown": 2}
+    for audit in out.audits:  # settled once their audit records are acknowledged
+        c.settle(audit.covered)
+    assert c.committable() == {(TOPIC, 0): 3} and not c.flush_all().batches

@@ -31,7 +31,7 @@ from connector.ops.metrics import (
 NAME_RE = re.compile(r"^cxone_connector_[a-z0-9]+(_[a-z0-9]+)+$")
 ALLOWED_LABELS = {
     "reason", "list", "stage", "state", "op", "endpoint", "status_class", "outcome", "topic",
-    "client", "partition", "broker", "stat", "le", "task",
+    "client", "partition", "broker", "stat", "le", "task", "source",
 }
 
 
@@ -357,3 +357,18 @@ def test_dnc_list_ages_grow_with_the_clock_and_are_infinite_without_a_record() -
 def test_metrics_export_the_dnc_list_age_family(metrics: Metrics) -> None:
     metrics.dnc_list_ages.declare(["national"])
     assert (("list", "national"),) in scrape(metrics.registry)["cxone_connector_dnc_list_age_seconds"]
+
+
+def test_time_zone_sources_are_counted_within_their_bounded_set(metrics: Metrics) -> None:
+    name = "cxone_connector_events_time_zone_source_total"
+    before = scrape(metrics.registry)[name]
+    assert {dict(k)["source"] for k in before} == {"event", "zip", "state", "number", "default", "unknown", "other"}
+    assert all(v == 0 for v in before.values())
+    metrics.count_time_zone_sources({"zip": 3, "unknown": 1, "": 5, "+14155550123": 2})
+    after = scrape(metrics.registry)[name]
+    assert after[(("source", "zip"),)] == 3 and after[(("source", "unknown"),)] == 1
+    assert after[(("source", "other"),)] == 2  # never a new series, and never a number in a label
+    assert sum(after.values()) == 6
+    metrics.suppressed.labels(reason="NO_TIME_ZONE", list="").inc()
+    assert scrape(metrics.registry)["cxone_connector_events_suppressed_total"][
+        (("list", "none"), ("reason", "no_time_zone"))] == 1

@@ -37,7 +37,7 @@ text = st.text(alphabet=st.sampled_from(['a', 'Z', '0', ' ', '"', '\\', '\n', '\
 long_text = st.one_of(text, st.integers(0, 400).map(lambda n: "x" * n))
 optional = st.none() | long_text
 custom = st.dictionaries(long_text, long_text, max_size=4) | st.dictionaries(
-    st.sampled_from(["source", "optInDate", "k"]), text, max_size=3) | st.integers(48, 53).map(
+    st.sampled_from(["source", "optInDate", "timeZone", "k"]), text, max_size=3) | st.integers(48, 53).map(
     lambda n: {f"k{i}": "v" for i in range(n)})
 records = st.fixed_dictionaries({
     "event_id": long_text, "contact_id": long_text, "phone": text, "region_hint": optional,
@@ -45,6 +45,7 @@ records = st.fixed_dictionaries({
     "changed_at": st.integers(-(2**63), 2**63 - 1) | st.sampled_from(CHANGED_AT_RANGE) | st.sampled_from(
         [CHANGED_AT_RANGE[0] - 1, CHANGED_AT_RANGE[1] + 1]),
     "source": long_text, "custom_fields": custom,
+    "time_zone": optional | long_text, "zip_code": optional, "state": optional | long_text,
 })
 
 
@@ -57,9 +58,12 @@ def test_the_validator_answers_as_validate_record(key: bytes | None, record: dic
 
 @native
 @settings(max_examples=1500, deadline=None)
-@given(phone=text, first=optional, last=optional, email=optional, fields=custom, source=long_text)
+@given(phone=text, first=optional, last=optional, email=optional, fields=custom, source=long_text,
+       zone=st.sampled_from(["", "America/Chicago"]) | text)
 def test_the_payload_size_answers_as_item_payload_bytes(phone: str, first: str | None, last: str | None,
                                                         email: str | None, fields: dict[str, str],
-                                                        source: str) -> None:
+                                                        source: str, zone: str) -> None:
+    assert windowing.measure_item(phone, first, last, email, fields, source, zone) == item_payload_bytes(
+        phone, first, last, email, fields, source, zone)
     assert windowing.measure_item(phone, first, last, email, fields, source) == item_payload_bytes(
         phone, first, last, email, fields, source)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from phonenumbers import timezone as pn_timezone
 
 from connector.cli.sample_data import (
     INVALID_PHONES,
+    NPA_LOCATIONS,
     VALID_NPAS,
     SampleData,
     SampleSpec,
@@ -17,6 +21,7 @@ from connector.cli.sample_data import (
 )
 from connector.core.phones import PhoneNormalizer
 from connector.errors import PhoneError
+from connector.pipeline.decoding import OK, Decoder, DecodeSpec
 from connector.serde.codec import AvroCodec
 
 SPEC = SampleSpec(count=3000, contacts=600, national_share=0.3, messy_share=0.2, invalid_share=0.05,
@@ -149,3 +154,30 @@ def test_expectations_match_a_reference_model(
             phones[ev.key] = None
     model = {c for c in final if final[c] and phones[c] is not None and phones[c] not in dnc_keys}
     assert data.compliant_contacts == model
+
+
+def test_every_valid_event_resolves_to_its_contacts_expected_time_zone_from_each_source(data: SampleData) -> None:
+    codec = AvroCodec("ContactOptInChanged")
+    decoder = Decoder(DecodeSpec(wire_format="avro", cache_size=3000))
+    decoded = decoder.decode_many([(ev.key.encode(), codec.encode(ev.value)) for ev in data.events if ev.value])
+    sources: Counter[str] = Counter()
+    for ev, out in zip(data.events, decoded, strict=True):
+        exp = data.expected[ev.key]
+        if exp.e164 is None:
+            assert out[0] != OK
+            continue
+        assert out[0] == OK
+        if out[3]:  # an opt-in: resolved to the zone its area code is in, whatever the source
+            assert out[6] == exp.time_zone, (ev.value, out[6:])
+            sources[out[7]] += 1
+    assert set(sources) == {"event", "zip", "state", "number"}
+    assert min(sources.values()) > 0.2 * sum(sources.values())
+    s = data.stats
+    assert 0.2 < s["time_zone_events"] / SPEC.count < 0.3 and 0.2 < s["zip_code_events"] / SPEC.count < 0.3
+    assert all(exp.time_zone is not None for exp in data.expected.values() if exp.compliant)
+
+
+def test_the_area_code_table_agrees_with_phonenumbers() -> None:
+    assert set(NPA_LOCATIONS) == set(VALID_NPAS)
+    for npa, (zone, _, _) in NPA_LOCATIONS.items():
+        assert pn_timezone.time_zones_for_number(phonenumbers.parse(f"+1{npa}2345678")) == (zone,)

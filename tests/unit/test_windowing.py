@@ -17,6 +17,7 @@ from connector.core.windowing import (
     EMPTY,
     REASON_CANCELLED,
     REASON_DNC,
+    REASON_NO_TIME_ZONE,
     REASON_OPTED_OUT,
     REASON_SUPERSEDED,
     REASON_TOO_LARGE,
@@ -67,6 +68,7 @@ def make_event(
     last_name: str | None = "Lovelace",
     email: str | None = "ada@example.com",
     custom: dict[str, str] | None = None,
+    time_zone: str = "",
 ) -> ContactEvent:
     return ContactEvent.of(
         source=SourceRef(TOPIC, partition, offset),
@@ -84,6 +86,8 @@ def make_event(
         custom_fields=custom if custom is not None else {"source": "crm"},
         changed_at_ms=2,
         source_system="crm",
+        time_zone=time_zone,
+        time_zone_source="event" if time_zone else "unknown",
     )
 
 
@@ -110,14 +114,18 @@ def make_window(clock: Clock, dnc: dict[str, str] | None = None, **limits: float
     first=st.one_of(st.none(), st.text(max_size=20)),
     last=st.one_of(st.none(), st.text(max_size=20)),
     email=st.one_of(st.none(), st.text(max_size=20)),
-    custom=st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=4),
+    custom=st.dictionaries(st.sampled_from(["timeZone", "source"]) | st.text(max_size=8), st.text(max_size=12),
+                           max_size=4),
+    zone=st.sampled_from(["", "America/Chicago", "America/Argentina/ComodRivadavia"]) | st.text(max_size=40),
 )
 def test_payload_bytes_is_exact_json_size(
-    first: str | None, last: str | None, email: str | None, custom: dict[str, str]
+    first: str | None, last: str | None, email: str | None, custom: dict[str, str], zone: str
 ) -> None:
-    event = make_event("c", 0, first_name=first, last_name=last, email=email, custom=custom)
+    event = make_event("c", 0, first_name=first, last_name=last, email=email, custom=custom, time_zone=zone)
+    assert ("timeZone" in sent_item(event)["customFields"]) == bool(zone or "timeZone" in custom)
     assert contact_payload_bytes(event) == len(json.dumps(v2_item(event)).encode())
-    assert item_payload_bytes(event.phone_e164, first, last, email, custom, "crm") == contact_payload_bytes(event) + 2
+    assert item_payload_bytes(event.phone_e164, first, last, email, custom, "crm", zone) == \
+        contact_payload_bytes(event) + 2
     # an upper bound of the item actually sent (names left out when missing, the date's real length)
     assert contact_payload_bytes(event) >= len(json.dumps(sent_item(event)).encode())
     event.item_bytes = 7
@@ -605,3 +613,33 @@ def test_the_same_records_read_in_another_interleaving_make_the_same_body_and_ke
 
 def sent_item_list(batch: Batch) -> list[dict[str, object]]:
     return [sent_item(c) for c in batch.contacts]
+
+
+# ---------------------------------------------------------------------------- calling hours
+
+
+def test_an_opt_in_without_a_time_zone_is_refused_only_when_asked(clock: Clock) -> None:
+    sending = make_window(clock, max_items=10)
+    assert sending.add(make_event("a", 0)) is EMPTY and len(sending) == 1  # send: unknown is fine
+
+    window = make_window(clock, max_items=10)
+    window.refuse_unknown_time_zone = True
+    out = window.add_many([make_event("a", 0, time_zone="America/Chicago"), make_event("b", 1),
+                           make_event("c", 2, opted_in=False)])
+    assert [(a.event.contact_id, a.reason, a.stage, a.list_name, a.covered) for a in out.audits] == [
+        ("b", REASON_NO_TIME_ZONE, STAGE_ARRIVAL, None, (SourceRef(TOPIC, 0, 1),)),
+        ("c", REASON_OPTED_OUT, STAGE_ARRIVAL, None, (SourceRef(TOPIC, 0, 2),)),  # an opt-out stays one
+    ]
+    assert len(window) == 1
+    [batch] = window.flush_all().batches
+    assert [(c.contact_id, c.time_zone) for c in batch.contacts] == [("a", "America/Chicago")]
+
+
+def test_a_refused_write_supersedes_the_pending_opt_in_and_dnc_comes_first(clock: Clock) -> None:
+    window = Window(WindowLimits(max_items=10), clock=clock, lookup_many=lookup_in({"+14155550199": "national"}),
+                    refuse_unknown_time_zone=True)
+    assert window.add(make_event("a", 0, time_zone="America/Chicago")) is EMPTY
+    out = window.add_many([make_event("a", 1), make_event("b", 2, phone="+14155550199")])
+    assert [(a.event.source.offset, a.reason, a.list_name) for a in out.audits] == [
+        (0, REASON_SUPERSEDED, None), (1, REASON_NO_TIME_ZONE, None), (2, REASON_DNC, "national")]
+    assert len(window) == 0 and window.flush_all() is EMPTY
