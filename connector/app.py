@@ -35,6 +35,7 @@ import dataclasses
 import logging
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -45,6 +46,7 @@ from connector.cxone.backoff import backoff
 from connector.cxone.calllists import CallListsClient
 from connector.kafka.client_config import dnc_consumer_config, producer_config
 from connector.kafka.dlq_writer import DeadLetterWriter
+from connector.kafka.dnc_refreshes import DncRefreshReader
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.producer import AsyncProducer
 from connector.ops.health import Health
@@ -70,10 +72,13 @@ class App:
     Args:
         settings: the configuration.
         registry: where metrics are registered (a private one per App by default).
+        wall_clock: Unix time for the DNC lists' ages (tests move it by days).
     """
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None, *,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self._wall_clock = wall_clock
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.health = Health()
@@ -116,6 +121,13 @@ class App:
             self.pusher = DncGroupPusher(self._add_dnc_records, self._remove_dnc_records,
                                          settings.cxone.dnc_group_id, delays=self.delivery.delays)
         self.gate = SendGate([self._dnc_check])
+        # Freshness (the safe harbor's 31 days) is enforced for the lists that set a limit;
+        # without one, no refresh record is needed and the reader is not started.
+        self.refreshes: DncRefreshReader | None = None
+        if any(p.enforce and p.max_age_days is not None for p in settings.dnc.lists.values()):
+            self.refreshes = DncRefreshReader.from_settings(settings, metrics=self.metrics)
+            refreshes = self.refreshes
+            self.gate.add(lambda: refreshes.status(self._wall_clock()))
         self.ingest = IngestPipeline(
             settings, submit=self.delivery.submit, producer=self.producer, dnc=self.dnc, gate=self.gate,
             stats_cb=self._stats("contacts"), metrics=self.metrics,
@@ -245,6 +257,8 @@ class App:
         await self.server.start()
         log.info("metrics and health on port %d", self.server.port)
         await self.producer.start()
+        if self.refreshes is not None:
+            await self.refreshes.start()
         await self.delivery.start()
         if self.pusher is not None:
             await self.pusher.start(self.supervisor)
@@ -290,6 +304,8 @@ class App:
         if self.pusher is not None:
             await self.pusher.close()
         await self.dnc.close()
+        if self.refreshes is not None:
+            await self.refreshes.close()
         with contextlib.suppress(Exception):
             await self.producer.flush(max(1.0, remaining))
         await self.producer.close()
