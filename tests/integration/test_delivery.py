@@ -472,3 +472,81 @@ async def test_a_job_event_that_can_never_be_published_stops_delivery(sim: Simul
     finally:
         await delivery.close()
     assert rec.completed == [] and rec.dead == []
+
+
+@pytest.mark.parametrize("error", [TypeError("a bug"), KeyError("job_id")], ids=["TypeError", "KeyError"])
+async def test_a_programming_error_while_publishing_a_job_event_stops_delivery(
+        sim: Simulator, error: Exception) -> None:
+    """Before issue 12 only ConnectorErrors counted as fatal: a bug was retried for ever."""
+    rec = Recorder()
+    calls = 0
+
+    async def broken(record: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        raise error
+
+    delivery = Delivery(settings_for(sim.url), publish_job_event=broken,
+                        publish_callback_result=rec.publish_callback_result,
+                        on_completed=rec.on_completed, on_dead=rec.on_dead, jitter=no_jitter)
+    await delivery.start()
+    try:
+        await delivery.submit(make_batch(0, 3))
+        with pytest.raises(type(error)):
+            async with asyncio.timeout(10):
+                await delivery.wait()
+    finally:
+        await delivery.close()
+    assert calls <= 3 and rec.completed == []  # each event tried once (SUBMITTED, progress, end), never retried
+
+
+@pytest.mark.parametrize("stage", ["settle", "dead-letter"])
+async def test_a_batch_that_cannot_be_settled_stops_delivery_instead_of_stalling(stage: str) -> None:
+    """Delivery._settle/_dead used to log and return: the batch never settled, commits stopped,
+    and /healthz stayed green."""
+    sim = await start_sim(FaultSettings(jobs=JobFaults(failed_fraction=1.0 if stage == "dead-letter" else 0.0)))
+    rec = Recorder()
+
+    async def refuse(batch: Batch, **_: Any) -> None:
+        raise RuntimeError(f"cannot {stage}")
+
+    delivery = Delivery(settings_for(sim.url), publish_job_event=rec.publish_job_event,
+                        publish_callback_result=rec.publish_callback_result,
+                        on_completed=refuse, on_dead=refuse, jitter=no_jitter)
+    await delivery.start()
+    try:
+        await delivery.submit(make_batch(0, 3))
+        with pytest.raises(RuntimeError, match=f"cannot {stage}"):
+            async with asyncio.timeout(20):
+                await delivery.wait()
+    finally:
+        await delivery.close()
+        await sim.stop()
+
+
+async def test_a_monitor_poll_loop_that_raises_is_restarted_and_the_job_still_ends(sim: Simulator) -> None:
+    """The poll loop used to die on any error that was not a CXoneError, silently."""
+    rec = Recorder()
+    settings = replace(settings_for(sim.url), monitor=replace(settings_for(sim.url).monitor, use_websocket=False))
+    delivery = rec.delivery(settings)
+    await delivery.start()
+    assert delivery._monitor is not None
+    client = delivery._monitor._client
+    real = client.job_status
+    failures = 0
+
+    async def flaky(job_id: str) -> Any:
+        nonlocal failures
+        if failures < 2:
+            failures += 1
+            raise RuntimeError("unexpected")
+        return await real(job_id)
+
+    client.job_status = flaky  # type: ignore[method-assign]
+    try:
+        batch = make_batch(0, 3)
+        await delivery.submit(batch)
+        await rec.wait_for(lambda: batch.batch_id in {b.batch_id for b in rec.completed}, timeout=15)
+    finally:
+        await delivery.close()
+    assert failures == 2 and delivery.supervisor.failure is None

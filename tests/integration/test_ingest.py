@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 import uuid
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from integration_helpers import FakeRegistry
 from kafka_helpers import committed_offsets
 
 from connector.config import Settings, load_settings
@@ -24,7 +26,8 @@ from connector.kafka.dlq_writer import DeadLetterWriter
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.producer import AsyncProducer
 from connector.pipeline.ingest import IngestPipeline
-from connector.serde.codec import AvroCodec
+from connector.serde.codec import AvroCodec, raw_schema
+from connector.serde.registry import RegistryClient
 
 pytestmark = pytest.mark.kafka
 
@@ -398,3 +401,28 @@ async def test_two_workers_keep_consume_order_when_record_keys_are_not_contact_i
     last_batch_of = {c.contact_id: n for n, b in enumerate(env.batches) for c in b.contacts}
     final_batch = len(env.batches) - 1
     assert not any(last_batch_of.get(c) == final_batch and emitted_last[c] == "r9" for c in odd)
+
+
+async def test_a_schema_registry_that_answers_503_pauses_decoding_and_never_dead_letters(
+    kafka_bootstrap: str, topic_factory: Any
+) -> None:
+    registry = FakeRegistry()
+    try:
+        sid = RegistryClient(registry.url).register("contacts-value", raw_schema("ContactOptInChanged"))
+        registry.fail_ids, registry.fail_status = {sid}, 503
+        env = Env(kafka_bootstrap, topic_factory, window={"max_age_s": 0.3}, workers=0)
+        env.settings = dataclasses.replace(env.settings, kafka=dataclasses.replace(
+            env.settings.kafka, value_format="confluent", schema_registry_url=registry.url))
+        framed = AvroCodec("ContactOptInChanged", wire_format="confluent", schema_id=sid)
+        records = [(f"c{i}".encode(), framed.encode(CONTACT.decode(event(f"c{i}", f"+1415555{i:04d}"))))
+                   for i in range(3)]
+        send(kafka_bootstrap, env.topics["contacts"], records)
+        async with env.pipeline() as pipeline:
+            await until(lambda: pipeline.registry_unavailable and len(registry.gets) >= 2, timeout=15)
+            assert env.batches == [] and pipeline.stats.dead_lettered == 0
+            registry.fail_ids = set()  # the registry recovers
+            await until(lambda: len(env.emitted_phones()) == 3 and pipeline.tracker.unsettled == 0, timeout=20)
+            assert not pipeline.registry_unavailable and pipeline.stats.dead_lettered == 0
+        assert read_topic(kafka_bootstrap, env.topics["dlq"], 1, timeout=1.0) == []
+    finally:
+        registry.close()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.ops.logs import JsonFormatter, MaskingFilter, mask_phone
+from connector.ops.logs import JsonFormatter, MaskingFilter, PlainFormatter, mask_phone, register_secret, scrub
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,36 @@ def test_filter_masks_arguments_and_json_output() -> None:
 def test_ids_with_digits_are_not_mistaken_for_phone_numbers() -> None:
     text = "job 3f2a8bb4-5d1c-4e2a-9f0b-8bb4809972b1 and batch b-403e859d14769c77 failed"
     assert mask_phone(text) == text
+
+
+def _failing_record(message: str) -> logging.LogRecord:
+    try:
+        raise ValueError("CXone said: +14155550123 is not allowed, token sekret-token-123")
+    except ValueError:
+        import sys
+
+        exc_info = sys.exc_info()
+    return logging.LogRecord("t", logging.ERROR, __file__, 1, message, None, exc_info)
+
+
+def test_both_formatters_mask_tracebacks_and_the_json_one_every_extra_field() -> None:
+    register_secret("sekret-token-123", rotating=True)
+    record = _failing_record("submit failed")
+    record.body = "number (415) 555-0199 refused"  # an ``extra`` field
+    record.count = 3
+    plain = PlainFormatter().format(record)
+    as_json = json.loads(JsonFormatter().format(record))
+    for text in (plain, as_json["exc"], as_json["body"]):
+        assert "4155550123" not in text.replace(" ", "") and "5550199" not in text.replace("-", "")
+        assert "sekret-token-123" not in text
+    assert "<redacted>" in plain and as_json["count"] == 3 and "Traceback" in plain
+
+
+def test_scrub_redacts_configured_secrets_and_keeps_the_latest_tokens_only() -> None:
+    register_secret("client-secret-xyz")
+    register_secret("short")  # too short to redact safely: ignored
+    assert scrub("auth client-secret-xyz for +14155550123 short") == "auth <redacted> for *********23 short"
+    for i in range(40):
+        register_secret(f"token-number-{i:04d}", rotating=True)
+    assert scrub("token-number-0039") == "<redacted>"
+    assert scrub("token-number-0000") == "token-number-0000"  # rotated out: the registry is bounded
