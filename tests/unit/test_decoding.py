@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.core.models import ContactEvent, SourceRef
+from connector.core.phones import PhoneNormalizer
 from connector.core.windowing import item_payload_bytes
 from connector.pipeline.decoding import (
     OK,
@@ -181,3 +182,72 @@ def test_every_accepted_change_time_can_be_written_into_a_cxone_body(decoder: De
         assert len(iso_utc(event.changed_at_ms)) <= 20  # no error, never longer than the size model's date
     else:
         assert out[2] == "changed_at outside years 1 to 9999"
+
+
+# -- poison records (issue 12, item 5): whatever comes in, one tuple comes out, never a raise ----
+
+_STAGES = {OK, STAGE_DECODE, STAGE_VALIDATE, STAGE_NORMALISE}
+_text = st.text(max_size=80)
+_any_record = st.fixed_dictionaries({
+    "event_id": _text, "contact_id": _text, "phone": st.one_of(_text, st.from_regex(r"\+?[0-9 ().-]{0,20}")),
+    "region_hint": st.one_of(st.none(), st.text(max_size=4)), "first_name": st.one_of(st.none(), _text),
+    "last_name": st.one_of(st.none(), _text), "email": st.one_of(st.none(), _text), "opted_in": st.booleans(),
+    "changed_at": st.integers(-(2**63), 2**63 - 1), "source": _text,
+    "custom_fields": st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=5),
+    "time_zone": st.one_of(st.none(), _text), "zip_code": st.one_of(st.none(), st.text(max_size=12)),
+    "state": st.one_of(st.none(), st.text(max_size=20)),
+})
+
+
+class _FlakyResolver:
+    """A schema registry that answers garbage, raises, or says it is down."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def writer_schema(self, schema_id: int) -> dict[str, Any]:
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer  # type: ignore[return-value]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.binary(max_size=300)),
+                          st.one_of(st.none(), st.binary(max_size=200))), max_size=8))
+def test_arbitrary_bytes_never_raise_and_each_record_gets_a_stage(
+        records: list[tuple[bytes | None, bytes | None]]) -> None:
+    for wire in ("avro", "auto"):
+        out = Decoder(DecodeSpec(wire_format=wire, cache_size=10)).decode_many(records)  # type: ignore[arg-type]
+        assert len(out) == len(records) and all(o[0] in _STAGES for o in out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_any_record, st.binary(max_size=3))
+def test_arbitrary_field_values_never_raise(value: dict[str, Any], key: bytes) -> None:
+    raw = CODEC.encode(value, check=False)
+    [out] = Decoder(DecodeSpec(wire_format="avro", cache_size=10)).decode_many([(key, raw)])
+    assert out[0] in _STAGES
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.binary(max_size=60),
+       st.sampled_from([{"type": "string"}, {"type": "record", "name": "X", "fields": "nope"}, [], "int",
+                        ValueError("registry bug"), KeyError("schema"), RecursionError()]))
+def test_arbitrary_schema_ids_and_registry_answers_never_raise(schema_id: int, body: bytes, answer: object) -> None:
+    codec = AvroCodec("ContactOptInChanged", wire_format="confluent", resolver=_FlakyResolver(answer))
+    decoder = Decoder(DecodeSpec(wire_format="confluent", cache_size=10), codec=codec)
+    framed = b"\x00" + schema_id.to_bytes(4, "big") + body
+    [out] = decoder.decode_many([(b"k", framed)])
+    assert out[0] in _STAGES and out[0] != OK
+
+
+def test_an_exception_nobody_foresaw_is_dead_lettered_with_its_class() -> None:
+    class Exploding(PhoneNormalizer):
+        def outcome(self, raw: str, region_hint: str | None) -> Any:
+            raise ZeroDivisionError(f"bad luck for {raw}")
+
+    decoder = Decoder(DecodeSpec(wire_format="avro", cache_size=10), normalizer=Exploding("US", 10))
+    good = CODEC.encode(record())
+    out = decoder.decode_many([(b"c-1", good), (b"c-2", good)])
+    assert [o[:2] for o in out] == [(STAGE_NORMALISE, "builtins.ZeroDivisionError")] * 2
+    assert "4155550123" not in out[0][2].replace(" ", "").replace("-", "")  # the message is masked
