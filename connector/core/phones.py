@@ -73,16 +73,19 @@ class PhoneNormalizer:
     Args:
         default_region: ISO 3166 region for national-format numbers without a usable hint.
         cache_size: most entries kept in the cache; 0 disables it.
+        fast_path: try the exact fast path for plain spellings first (``phones.fast_path``).
 
     Raises:
         ValueError: ``default_region`` is not a region phonenumbers knows, or
             ``cache_size`` is negative.
     """
 
-    __slots__ = ("_cache_size", "_code", "_default", "_half", "_old", "_prefix", "_young", "hits", "misses")
+    __slots__ = ("_cache_size", "_code", "_default", "_fast_path", "_half", "_old", "_prefix", "_young", "hits",
+                 "misses")
 
-    def __init__(self, default_region: str = "US", cache_size: int = 1_000_000) -> None:
+    def __init__(self, default_region: str = "US", cache_size: int = 1_000_000, *, fast_path: bool = True) -> None:
         region = default_region.upper()
+        self._fast_path = fast_path
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown default region {default_region!r}")
         if cache_size < 0:
@@ -156,7 +159,7 @@ class PhoneNormalizer:
                 self._put(key, known)  # the next time this spelling costs one look-up
                 return known
         self.misses += 1
-        result = parse_phone(raw, region_hint, self._default)
+        result = parse_phone(raw, region_hint, self._default, fast_path=self._fast_path)
         if self._cache_size:
             if isinstance(result, str):
                 # Every digits-only spelling that parses to this very number shares the entry:
@@ -206,20 +209,24 @@ class PhoneNormalizer:
 Outcome = str | tuple[str, str]
 
 
-def parse_phone(raw: str, region_hint: str | None, default_region: str) -> Outcome:
+def parse_phone(raw: str, region_hint: str | None, default_region: str, *, fast_path: bool = True) -> Outcome:
     """Parse one phone with phonenumbers, uncached (a cache miss).
+
+    Args:
+        fast_path: try :func:`connector.core.phone_fast.fast_e164` first (``phones.fast_path``);
+            False: phonenumbers only.
 
     Returns:
         The E.164 string, or ``(reason, message)`` when it cannot be normalised (the
         message masks the number).
     """
     try:
-        return _parse(raw, region_hint, default_region)
+        return _parse(raw, region_hint, default_region, fast_path)
     except PhoneError as exc:
         return (exc.reason, str(exc))
 
 
-def _parse(raw: str, region_hint: str | None, default: str) -> str:
+def _parse(raw: str, region_hint: str | None, default: str, fast_path: bool = True) -> str:
     if len(raw) > MAX_RAW_LENGTH:
         raise PhoneError(f"phone longer than {MAX_RAW_LENGTH} characters", reason="too_long")
     text = raw.strip()
@@ -240,7 +247,7 @@ def _parse(raw: str, region_hint: str | None, default: str) -> str:
     errors: list[PhoneError] = []
     for region in regions:
         try:
-            return _parse_in(text, region)
+            return _parse_in(text, region, fast_path)
         except PhoneError as exc:
             errors.append(exc)
     # The hint's error is the most telling one.
@@ -276,7 +283,7 @@ def _canonical(raw: str, region_hint: str | None, default: str) -> str | None:
     return f"{digits}\x00{hint}" if hint in phonenumbers.SUPPORTED_REGIONS and hint != default else digits
 
 
-def _parse_in(text: str, region: str) -> str:
+def _parse_in(text: str, region: str, fast_path: bool = True) -> str:
     """Parse ``text`` in ``region`` and return E.164.
 
     Raises:
@@ -285,7 +292,7 @@ def _parse_in(text: str, region: str) -> str:
     """
     # Plain spellings of valid numbers take the exact fast path; the rest (and every
     # rejection) goes through phonenumbers, which words the reason.
-    fast = fast_e164(text, region)
+    fast = fast_e164(text, region) if fast_path else None
     if fast is not None:
         return fast
     try:

@@ -144,6 +144,7 @@ class DecodeSpec:
     default_region: str = "US"
     cache_size: int = 1_000_000
     default_time_zone: str = ""
+    phone_fast_path: bool = True
 
 
 #: What :meth:`Decoder.decode_many` returns per record. Success:
@@ -181,7 +182,8 @@ class Decoder:
                 resolver = RegistryClient(spec.schema_registry_url)
             codec = AvroCodec("ContactOptInChanged", wire_format=spec.wire_format, resolver=resolver)
         self.codec = codec
-        self.normalizer = normalizer or PhoneNormalizer(spec.default_region, spec.cache_size)
+        self.normalizer = normalizer or PhoneNormalizer(spec.default_region, spec.cache_size,
+                                                        fast_path=spec.phone_fast_path)
         self.time_zones = time_zones or TimeZoneResolver(spec.default_time_zone, spec.cache_size // 3)
 
     def decode_many(self, records: Sequence[tuple[bytes | None, bytes | None]]) -> list[Decoded]:

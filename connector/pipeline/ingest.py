@@ -648,7 +648,8 @@ def _detach(fut: asyncio.Future[Any]) -> None:
 def _decode_spec(settings: Settings) -> DecodeSpec:
     return DecodeSpec(wire_format=settings.kafka.value_format, schema_registry_url=settings.kafka.schema_registry_url,
                       default_region=settings.phones.default_region, cache_size=settings.phones.cache_size,
-                      default_time_zone=settings.calling_hours.default_time_zone)
+                      default_time_zone=settings.calling_hours.default_time_zone,
+                      phone_fast_path=settings.phones.fast_path)
 
 
 def _in_consume_order(chunk: _Chunk, results: list[list[Decoded]]) -> list[Consumed]:

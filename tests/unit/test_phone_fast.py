@@ -115,7 +115,7 @@ def spellings(draw: st.DrawFn) -> tuple[str, str]:
     return text.strip(), region
 
 
-@settings(max_examples=1000, deadline=None, derandomize=True)
+@settings(max_examples=1000, deadline=None)
 @given(spellings())
 def test_fast_path_agrees_with_phonenumbers(case: tuple[str, str]) -> None:
     text, region = case
@@ -126,7 +126,7 @@ def test_fast_path_agrees_with_phonenumbers(case: tuple[str, str]) -> None:
 _noisy = st.text(alphabet="0123456789+-() .\t/x#*,;:extEXT\u00a0\uff11\u0661", min_size=1, max_size=30)
 
 
-@settings(max_examples=600, deadline=None, derandomize=True)
+@settings(max_examples=600, deadline=None)
 @given(text=st.one_of(_noisy, st.text(min_size=1, max_size=30)), region=st.sampled_from(REGIONS))
 def test_any_text_is_never_answered_wrongly(text: str, region: str) -> None:
     text = text.strip()
@@ -273,7 +273,7 @@ def national_digits(draw: st.DrawFn) -> tuple[str, str]:
     return head + draw(st.sampled_from([nsn, nsn[:-2], tail])), region
 
 
-@settings(max_examples=500, deadline=None, derandomize=True)
+@settings(max_examples=500, deadline=None)
 @given(national_digits())
 def test_national_prefix_strip_matches_phonenumbers(case: tuple[str, str]) -> None:
     number, region = case
@@ -296,7 +296,7 @@ def coded_nsns(draw: st.DrawFn) -> tuple[int, str]:
     return number.country_code, (nsn[:keep] + tail) or nsn
 
 
-@settings(max_examples=800, deadline=None, derandomize=True)
+@settings(max_examples=800, deadline=None)
 @given(coded_nsns())
 def test_validity_matches_phonenumbers(case: tuple[int, str]) -> None:
     code, nsn = case
@@ -323,7 +323,7 @@ def synthetic_descs(draw: st.DrawFn) -> PhoneNumberDesc | None:
                            possible_length=draw(st.sampled_from(_LENGTHS)))
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=300, deadline=None)
 @given(general=synthetic_descs(), fixed=synthetic_descs(), mobile=synthetic_descs(), toll_free=synthetic_descs(),
        same=st.booleans(), nsn=st.text("0123456789", min_size=2, max_size=9))
 def test_type_check_matches_phonenumbers_on_synthetic_metadata(
@@ -343,3 +343,44 @@ def test_type_check_matches_phonenumbers_on_synthetic_metadata(
 def draw_other(lengths: tuple[int, ...]) -> tuple[int, ...]:
     """Other possible lengths for the same pattern (as mobile and fixed line may have)."""
     return (5, 6, 7) if lengths != (5, 6, 7) else (4,)
+
+
+def test_a_large_random_sample_agrees_with_phonenumbers() -> None:
+    """20,000 numbers drawn at random around every region's example numbers (a fresh seed
+    every run, printed on failure): the fast path answers only what phonenumbers answers."""
+    seed = random.SystemRandom().randrange(2**32)
+    rng = random.Random(seed)
+    checked = answered = 0
+    for _ in range(20_000):
+        home, example = rng.choice(EXAMPLES)
+        nsn = list(str(example.national_number))
+        for i in rng.sample(range(len(nsn)), k=min(len(nsn), rng.randint(1, 3))):
+            nsn[i] = str(rng.randrange(10))  # a neighbour of a valid number: valid or not
+        digits = "".join(nsn)
+        region = home if home != "001" else "US"
+        text = rng.choice([f"+{example.country_code}{digits}", f"+{example.country_code} {digits}",
+                           _prefixes(region)[rng.randrange(len(_prefixes(region)))] + digits, digits])
+        fast = fast_e164(text, region)
+        if fast is not None:
+            answered += 1
+            assert fast == slow(text, region), (text, region, f"seed {seed}")
+        checked += 1
+    assert checked == 20_000 and answered > 2_000, f"seed {seed}: only {answered} answered"
+
+
+def test_the_switch_sends_every_number_through_phonenumbers() -> None:
+    fast, slow_only = PhoneNormalizer("US", 0), PhoneNormalizer("US", 0, fast_path=False)
+    for text in ("(415) 555-0123", "+44 20 7946 0958", "415.555.0123", "+1 800 555 0199"):
+        assert fast.outcome(text, None) == slow_only.outcome(text, None)
+    # with the switch off the fast path is never asked
+    import connector.core.phones as phones_module
+
+    calls: list[str] = []
+    real = phones_module.fast_e164
+    phones_module.fast_e164 = lambda text, region: calls.append(text) or real(text, region)  # type: ignore[assignment]
+    try:
+        PhoneNormalizer("US", 0, fast_path=False).outcome("(415) 555-0124", None)
+        PhoneNormalizer("US", 0).outcome("(415) 555-0125", None)
+    finally:
+        phones_module.fast_e164 = real
+    assert calls == ["(415) 555-0125"]
