@@ -33,63 +33,29 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
-
-from confluent_kafka import Message
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from connector.config import Settings
-from connector.core.dnc_keys import dnc_key
-from connector.core.ingest import Audit, Consumed, DeadLetter, Effects, IngestCore
-from connector.core.models import TP, Batch, SourceRef
+from connector.core.ingest import Effects, IngestCore
+from connector.core.models import TP, Batch
 from connector.core.offsets import OffsetTracker
 from connector.core.windowing import Window, WindowLimits
-from connector.cxone.backoff import backoff
 from connector.kafka.client_config import consumer_config
 from connector.kafka.consumer import ConsumerThread
-from connector.kafka.dlq_headers import plain_headers
-from connector.kafka.dlq_writer import DeadLetterWriter
 from connector.kafka.dnc_source import DncSource
 from connector.kafka.exceptions import KafkaError
-from connector.kafka.producer import AsyncProducer, Record
-from connector.ops.metrics import DLQ_STAGES, INVALID_REASONS, Metrics
+from connector.kafka.producer import AsyncProducer
+from connector.ops.metrics import Metrics
+from connector.pipeline.decode_feed import DecodeFeed
 from connector.pipeline.decode_lanes import DecodePool
-from connector.pipeline.decoding import STAGE_RETRY, Decoded, DecodeSpec
+from connector.pipeline.decoding import DecodeSpec
+from connector.pipeline.effects import EffectWriter, IngestStats, Retractions
 from connector.pipeline.gate import SendGate
-from connector.serde.codec import AvroCodec
 
 log = logging.getLogger(__name__)
 
 Submit = Callable[[Batch], Awaitable[None]]
-
-#: Consumed lists in flight (fed, not yet windowed) per decode lane.
-_LISTS_PER_LANE = 4
-
-
-class Retractions(Protocol):
-    """Opt-outs carried to CXone (``connector.pipeline.dnc_group.DncGroupPusher``)."""
-
-    def push(self, e164: str) -> asyncio.Future[None]:
-        """Block ``e164`` on the CXone side; resolves once acknowledged."""
-        ...
-
-    def release(self, numbers: Iterable[str]) -> int:
-        """Unblock ``numbers`` this instance blocked (they opted in again)."""
-        ...
-
-
-@dataclass
-class IngestStats:
-    """Counters since start (tests and benchmarks read them; the metrics say the same)."""
-
-    consumed: int = 0
-    decoded: int = 0
-    dead_lettered: int = 0
-    audited: int = 0
-    opt_outs_published: int = 0
-    batches: int = 0
-    commits: int = 0
 
 
 class IngestPipeline:
@@ -135,22 +101,20 @@ class IngestPipeline:
     ) -> None:
         self.settings = settings
         self._metrics = metrics if metrics is not None else Metrics()
-        self._invalid = {r: self._metrics.invalid.labels(reason=r) for r in INVALID_REASONS}
-        self._dead_lettered = {s: self._metrics.dead_lettered.labels(stage=s) for s in DLQ_STAGES}
         self._submit_fn = submit
         self._retract = retract
         self.producer = producer
         self.dnc = dnc
         self.gate = gate or SendGate([lambda: (dnc.ready, "the DNC table is not bootstrapped yet")])
-        self._dead_letters = DeadLetterWriter(producer, settings.topics.dlq)
-        self._audit_codec = AvroCodec("SuppressedContact")
-        self._dnc_codec = AvroCodec("DncEntry")
         self.decode_pool = decode_pool or DecodePool(_decode_spec(settings), settings.ingest.workers)
         w = settings.window
         self.core = IngestCore(WindowLimits(w.max_items, w.max_bytes, w.max_age_s), clock=clock,
                                lookup_many=dnc.lookup_many, max_unsettled=settings.kafka.max_unsettled,
                                max_queued_batches=max_queued_batches, release_on_flush=retract is not None,
                                refuse_unknown_time_zone=settings.calling_hours.unknown == "refuse")
+        self.stats = IngestStats()
+        self.writer = EffectWriter(settings.topics, settings.dnc, producer, self.core, metrics=self._metrics,
+                                   stats=self.stats, retract=retract, on_failure=self._fail)
         # the window age of the previous output's flush (the batches' window-age metric)
         self._window_deadline: float | None = None
         config = consumer_config(settings)
@@ -162,23 +126,15 @@ class IngestPipeline:
         )
         self._commit_interval_s = commit_interval_s
         self._tick_s = tick_s
-        self.stats = IngestStats()
         self._queue_changed = asyncio.Event()
-        self._flowing = asyncio.Event()  # clear while paused: lists already handed over wait too
-        self._flowing.set()
         self._tasks: list[asyncio.Task[None]] = []
         self._consume_task: asyncio.Task[None] | None = None
-        # Consumed lists fed to the decode pool, in feed order; a slot is taken before a list is
-        # fetched, so feeding never waits (nor can a cancelled feeder lose a tracked list).
-        self._in_flight: asyncio.Queue[_Chunk] = asyncio.Queue()
-        self._slots = asyncio.Semaphore(_LISTS_PER_LANE * self.decode_pool.lanes)
-        self._processing = 0
+        self.feeder = DecodeFeed(self.consumer, self.core, self.decode_pool, apply=self._apply, flow=self._flow,
+                                 metrics=self._metrics, stats=self.stats, poll_s=tick_s * 4)
         self._failure: BaseException | None = None
         self._failed = asyncio.Event()
         self._stopping = False
         self._last_commit = 0.0
-        #: True while decoding waits for the Schema Registry (for readiness).
-        self.registry_unavailable = False
 
     # ------------------------------------------------------------------ state
 
@@ -205,7 +161,12 @@ class IngestPipeline:
     @property
     def in_flight(self) -> int:
         """Consumed lists fed to the decode pool and not yet windowed."""
-        return self._in_flight.qsize() + self._processing
+        return self.feeder.in_flight
+
+    @property
+    def registry_unavailable(self) -> bool:
+        """True while decoding waits for the Schema Registry (for readiness)."""
+        return self.feeder.registry_unavailable
 
     @property
     def paused(self) -> bool:
@@ -300,9 +261,9 @@ class IngestPipeline:
         if self._stopping:
             return
         await self.consumer.start()
-        self._consume_task = asyncio.create_task(self._guard("consume", self._consume_loop()),
+        self._consume_task = asyncio.create_task(self._guard("consume", self.feeder.consume_loop()),
                                                  name="ingest-consume")
-        self._tasks.append(asyncio.create_task(self._guard("process", self._process_loop()),
+        self._tasks.append(asyncio.create_task(self._guard("process", self.feeder.process_loop()),
                                                name="ingest-process"))
         self._tasks.append(asyncio.create_task(self._guard("tick", self._tick_loop()), name="ingest-tick"))
 
@@ -327,94 +288,6 @@ class IngestPipeline:
         """Consumer-thread hook (on the loop): partitions lost; drop, commit nothing."""
         self._apply(self.core.lose(tps))
 
-    # ------------------------------------------------------------------ consuming
-
-    async def _consume_loop(self) -> None:
-        """Feed consumed lists to the decode pool, in order (the feeder)."""
-        while True:
-            await self._flowing.wait()
-            async with contextlib.AsyncExitStack() as slot:
-                await self._slots.acquire()  # waits while the processor is behind
-                slot.callback(self._slots.release)
-                messages = await self.consumer.get_batch(timeout=self._tick_s * 4)
-                if not messages:
-                    continue
-                chunk = self._feed(messages)
-                self._flow()  # records count as unsettled from here on
-                if not chunk.parts:
-                    continue
-                self._in_flight.put_nowait(chunk)
-                slot.pop_all()  # the processor releases it
-
-    def _feed(self, messages: list[Message]) -> _Chunk:
-        """Track each record of an assigned partition and send it to its key's lane."""
-        core = self.core
-        lanes = self.decode_pool.lanes
-        self.stats.consumed += len(messages)
-        self._metrics.events_consumed.inc(len(messages))
-        parts = [_Part() for _ in range(lanes)]
-        runs: dict[TP, Any] = {}  # per partition: offsets to track, or None when not assigned
-        count = 0
-        for msg in messages:
-            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-            tp: TP = (topic, partition)  # type: ignore[assignment]  # a consumed message has both
-            run = runs.get(tp, _UNSEEN)
-            if run is _UNSEEN:
-                run = runs[tp] = [] if core.is_assigned(tp) else None
-            if run is None or offset is None:
-                continue  # revoked while it waited in the hand-off queue
-            run.append(offset)
-            # By key, not by partition: librdkafka hands over long runs of one partition, which
-            # would keep one lane busy. A key's records meet one worker (and its phone cache).
-            key = msg.key()
-            part = parts[hash(key) % lanes] if lanes > 1 and key else parts[0]
-            part.messages.append(msg)
-            part.refs.append(SourceRef(topic, partition, offset))  # type: ignore[arg-type]
-            part.records.append((key, msg.value()))
-            part.indices.append(count)
-            count += 1
-        for tp, run in runs.items():
-            if run:
-                core.track(tp, run)
-        used = [(index, part) for index, part in enumerate(parts) if part.messages]
-        submit = self.decode_pool.submit
-        return _Chunk(core.generation, [part for _, part in used], [index for index, _ in used],
-                      [submit(index, part.records) for index, part in used], count)
-
-    async def _process_loop(self) -> None:
-        """Take the decoded lists in feed order and window them (the processor)."""
-        while True:
-            chunk = await self._in_flight.get()
-            self._processing = 1
-            try:
-                results = [await fut for fut in chunk.decoded]
-                results = await self._retry_unreachable(chunk, results)
-                # synchronous from here: no rebalance interleaves with a list
-                self._apply(self.core.receive(chunk.generation, _in_consume_order(chunk, results)))
-            finally:
-                self._processing = 0
-                self._slots.release()
-            self._flow()
-
-    async def _retry_unreachable(self, chunk: _Chunk, results: list[list[Decoded]]) -> list[list[Decoded]]:
-        """Decode again, with backoff, the lanes' parts holding a record the Schema Registry
-        could not be asked about: the list waits, nothing behind it overtakes it."""
-        delays: Iterator[float] | None = None
-        while any(out[0] == STAGE_RETRY for decoded in results for out in decoded):
-            if delays is None:
-                delays = backoff(0.5, 30.0)
-                log.warning("the schema registry cannot be reached; decoding pauses and retries")
-            self.registry_unavailable = True
-            self._metrics.decode_retries.inc()
-            await asyncio.sleep(next(delays))
-            for i, (lane, part) in enumerate(zip(chunk.lanes, chunk.parts, strict=True)):
-                if any(out[0] == STAGE_RETRY for out in results[i]):
-                    results[i] = await self.decode_pool.submit(lane, part.records)
-        if delays is not None:
-            log.info("the schema registry answers again; decoding resumes")
-        self.registry_unavailable = False
-        return results
-
     # ------------------------------------------------------------ effects
 
     def _apply(self, effects: Effects) -> None:
@@ -423,12 +296,7 @@ class IngestPipeline:
             self.stats.decoded += effects.decoded
             self._metrics.events_decoded.inc(effects.decoded)
             self._metrics.count_time_zone_sources(effects.time_zone_sources)
-        for dead in effects.dead_letters:
-            self._send_dead_letter(dead)
-        if self._retract is not None and effects.releases:
-            self._retract.release(effects.releases)
-        if effects.audits:
-            self._settle_when_acked(self._audit(effects.audits), [r for a in effects.audits for r in a.covered])
+        self.writer.write(effects)
         if effects.batches:
             self._observe_flushes(effects.batches)
             self._queue_changed.set()
@@ -445,79 +313,6 @@ class IngestPipeline:
             self._metrics.observe_flush(len(batch.contacts), max_items, max(0.0, age), batch.flush_reason)
             log.debug("batch %s: %d contact(s), %d record(s), reason %s", batch.batch_id,
                       len(batch.contacts), len(batch.covered), batch.flush_reason)
-
-    def _settle_when_acked(self, futures: list[asyncio.Future[None]], refs: Iterable[SourceRef]) -> None:
-        """Settle ``refs`` once every future resolved; a refused record stops the pipeline."""
-        covered = tuple(refs)
-        remaining = len(futures)
-
-        def done(fut: asyncio.Future[None]) -> None:
-            nonlocal remaining
-            if fut.cancelled() or fut.exception() is not None:
-                self._fail(fut.exception() or asyncio.CancelledError(), "publish")
-                return
-            remaining -= 1
-            if remaining == 0:
-                self.core.settle(covered)
-
-        for fut in futures:
-            fut.add_done_callback(done)
-
-    def _send_dead_letter(self, dead: DeadLetter) -> None:
-        if dead.reason:
-            child = self._invalid.get(dead.reason)
-            # a reason outside INVALID_REASONS is counted as "other"
-            (child if child is not None else self._metrics.invalid.labels(reason=dead.reason)).inc()
-        self._count_dead_letters(dead.stage, 1)
-        self.stats.dead_lettered += 1
-        source = dead.source
-        fut = self._dead_letters.send_nowait(
-            key=dead.key, value=dead.value, headers=dead.headers, topic=source.topic, partition=source.partition,
-            offset=source.offset, stage=dead.stage, error_class=dead.error_class, message=dead.message,
-        )
-        self._settle_when_acked([fut], dead.covered)
-
-    def _count_dead_letters(self, stage: str, n: int) -> None:
-        child = self._dead_lettered.get(stage)
-        (child if child is not None else self._metrics.dead_lettered.labels(stage=stage)).inc(n)
-
-    def _audit(self, audits: Sequence[Audit]) -> list[asyncio.Future[None]]:
-        """Write audit records (and each opt-out's DNC record or CXone push) as one group.
-
-        Returns:
-            The futures that must all resolve before the audited records settle.
-        """
-        topics, dnc = self.settings.topics, self.settings.dnc
-        encode, encode_dnc = self._audit_codec.encode, self._dnc_codec.encode
-        checked_at = int(time.time() * 1000)
-        records: list[Record] = []
-        futures: list[asyncio.Future[None]] = []
-        counts: dict[tuple[str, str], int] = {}
-        for audit in audits:
-            event, source = audit.event, audit.event.source
-            record = {  # no phone number on an output topic: the source record it names holds it
-                "event_id": event.event_id, "contact_id": event.contact_id, "phone_e164": None,
-                "reason": audit.reason, "list_name": audit.list_name, "check_stage": audit.stage,
-                "checked_at": checked_at, "source_topic": source.topic, "source_partition": source.partition,
-                "source_offset": source.offset,
-            }
-            # built field by field with the schema's types: no validation pass needed
-            records.append((topics.suppressed, encode(record, check=False), event.contact_id.encode("utf-8")))
-            if audit.opt_out:
-                if dnc.publish_opt_outs:
-                    entry = {"list_name": dnc.opt_out_list, "reason": "crm opt-out",
-                             "added_at": event.changed_at_ms, "expires_at": None}
-                    records.append((topics.dnc, encode_dnc(entry, check=False),
-                                    dnc_key(dnc.opt_out_list, event.phone_e164)))
-                    self.stats.opt_outs_published += 1
-                if self._retract is not None:
-                    futures.append(self._retract.push(event.phone_e164))
-            counts[(audit.label, audit.list_name or "")] = counts.get((audit.label, audit.list_name or ""), 0) + 1
-        futures.append(self.producer.produce_many_nowait(records))
-        self.stats.audited += len(audits)
-        for (label, list_label), n in counts.items():
-            self._metrics.suppressed.labels(reason=label, list=list_label).inc(n)
-        return futures
 
     # ------------------------------------------------------------------ delivery
 
@@ -556,7 +351,7 @@ class IngestPipeline:
         if audits:
             log.warning("batch %s: %d contact(s) joined a DNC list before a submit attempt; not sent",
                         batch.batch_id, len(audits))
-            await asyncio.gather(*self._audit(audits))
+            await asyncio.gather(*self.writer.audit(audits))
         return pruned
 
     async def settle_batch(self, batch: Batch) -> None:
@@ -573,16 +368,7 @@ class IngestPipeline:
             connector.kafka.exceptions.ProduceError: a dead letter was refused for good; the
                 batch stays unsettled.
         """
-        futures = []
-        self._count_dead_letters(stage, len(batch.contacts))
-        for contact in batch.contacts:
-            self.stats.dead_lettered += 1
-            futures.append(self._dead_letters.send_nowait(
-                key=contact.key, value=contact.raw, headers=contact.headers,
-                topic=contact.source.topic, partition=contact.source.partition,
-                offset=contact.source.offset, stage=stage, error_class=error_class, message=message,
-            ))
-        await asyncio.gather(*futures)
+        await self.writer.dead_letter_batch(batch, stage=stage, error_class=error_class, message=message)
         self.core.settle_batch(batch)
         self._flow()
 
@@ -622,17 +408,15 @@ class IngestPipeline:
             return
         decision = self.core.flow()
         if decision is True:
-            self._flowing.clear()
+            self.feeder.flowing.clear()
             _detach(self.consumer.pause())
             log.info("backpressure: pausing (%d unsettled, %d batch(es) queued)",
                      self.core.unsettled, self.core.queued)
         elif decision is False:
-            self._flowing.set()
+            self.feeder.flowing.set()
             _detach(self.consumer.resume())
             log.info("backpressure: resuming (%d unsettled)", self.core.unsettled)
 
-
-_UNSEEN: Any = object()
 
 
 def _detach(fut: asyncio.Future[Any]) -> None:
@@ -650,44 +434,3 @@ def _decode_spec(settings: Settings) -> DecodeSpec:
                       default_region=settings.phones.default_region, cache_size=settings.phones.cache_size,
                       default_time_zone=settings.calling_hours.default_time_zone,
                       phone_fast_path=settings.phones.fast_path)
-
-
-def _in_consume_order(chunk: _Chunk, results: list[list[Decoded]]) -> list[Consumed]:
-    """The list's records with their answers, back in consume order."""
-    if len(chunk.parts) == 1:  # one lane: already in order
-        part = chunk.parts[0]
-        return [Consumed(ref, msg.key(), msg.value(), _headers(msg), msg.timestamp()[1], out)
-                for msg, ref, out in zip(part.messages, part.refs, results[0], strict=True)]
-    ordered: list[Any] = [None] * chunk.size
-    for part, decoded in zip(chunk.parts, results, strict=True):
-        for msg, ref, index, out in zip(part.messages, part.refs, part.indices, decoded, strict=True):
-            ordered[index] = Consumed(ref, msg.key(), msg.value(), _headers(msg), msg.timestamp()[1], out)
-    return ordered
-
-
-def _headers(msg: Message) -> list[tuple[str, bytes]]:
-    headers = msg.headers()
-    return plain_headers(headers) if headers else []
-
-
-class _Part:
-    """The records of one consumed list sent to one decode lane."""
-
-    __slots__ = ("indices", "messages", "records", "refs")
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self.refs: list[SourceRef] = []
-        self.records: list[tuple[bytes | None, bytes | None]] = []
-        self.indices: list[int] = []  # each record's place in the consumed list
-
-
-@dataclass(slots=True)
-class _Chunk:
-    """One consumed list in the decode pool, per lane, in feed order."""
-
-    generation: int
-    parts: list[_Part]
-    lanes: list[int]
-    decoded: list[asyncio.Future[list[Decoded]]]
-    size: int
