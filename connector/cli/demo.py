@@ -18,12 +18,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from connector.cli.produce_sample import BulkProducer, default_bootstrap
 from connector.cli.sample_data import SampleData, SampleSpec, generate
 from connector.config import Settings, load_settings
+from connector.kafka.client_config import LIBRDKAFKA_LOGGER, with_logger
 from connector.ops import logs
 from connector.serde.codec import AvroCodec
 
@@ -47,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--seed", type=int, default=7, help="sample seed (default 7)")
     p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds")
     p.add_argument("--metrics-port", type=int, default=9400, help="metrics port (0 picks a free one)")
+    p.add_argument("--keep-topics", action="store_true",
+                   help="keep the demo's demo.<run>.* topics for inspection (default: deleted at the end)")
     p.add_argument("--keep-running", action="store_true",
                    help="after the summary, keep the connector and simulator up until Ctrl-C")
     p.add_argument("--faults", action="store_true",
@@ -74,7 +77,7 @@ def _topics(run: str) -> dict[str, str]:
 
 
 def _create_topics(bootstrap: str, topics: dict[str, str]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(with_logger({"bootstrap.servers": bootstrap}))
     new = [
         NewTopic(name, num_partitions=3 if role == "contacts" else 1, replication_factor=1,
                  config={"cleanup.policy": "compact"} if role == "dnc" else {})
@@ -82,6 +85,16 @@ def _create_topics(bootstrap: str, topics: dict[str, str]) -> None:
     ]
     for fut in admin.create_topics(new, operation_timeout=30).values():
         fut.result(timeout=30)
+
+
+def _delete_topics(bootstrap: str, topics: dict[str, str]) -> None:
+    """Delete the run's topics (best effort: a broker that went away leaves them for later)."""
+    admin = AdminClient(with_logger({"bootstrap.servers": bootstrap}))
+    for name, fut in admin.delete_topics(list(topics.values()), operation_timeout=30).items():
+        try:
+            fut.result(timeout=30)
+        except KafkaException as exc:
+            print(f"  could not delete topic {name}: {exc}")
 
 
 def _produce(bootstrap: str, topics: dict[str, str], data: SampleData) -> None:
@@ -127,7 +140,8 @@ def _settings(args: argparse.Namespace, run: str, topics: dict[str, str], sim_ur
 
 def _read_all(bootstrap: str, topic: str) -> list[Any]:
     """Every record of ``topic`` up to its current end."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-reader-{uuid.uuid4().hex}",
+    consumer = Consumer({"bootstrap.servers": bootstrap, "logger": LIBRDKAFKA_LOGGER,
+                         "group.id": f"demo-reader-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "enable.partition.eof": True})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -202,7 +216,11 @@ async def _demo(args: argparse.Namespace) -> int:
     landed = _landed_contact_ids(data, contacts)
     verdict = check_landed(data, landed, exact=args.profile == "call-lists")
     print(f"\nresult: {'OK' if done and code == 0 and verdict.ok else 'MISMATCH'} - {verdict.text}")
-    print(f"topics kept for inspection: demo.{run}.*")
+    if args.keep_topics:
+        print(f"topics kept for inspection: demo.{run}.*")
+    else:
+        _delete_topics(args.bootstrap_servers, topics)
+        print(f"topics demo.{run}.* deleted (--keep-topics keeps them)")
     ok = done and code == 0 and verdict.ok
     return 0 if ok else 1
 

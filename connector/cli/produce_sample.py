@@ -20,6 +20,7 @@ from confluent_kafka import KafkaError, Producer
 
 from connector.cli.sample_data import KeyedRecord, SampleSpec, generate
 from connector.errors import SerdeError
+from connector.kafka.client_config import with_logger
 from connector.serde.codec import AvroCodec, raw_schema
 
 BOOTSTRAP_ENV = "CXONE_CONNECTOR__KAFKA__BOOTSTRAP_SERVERS"
@@ -66,7 +67,7 @@ class BulkProducer:
             "queue.buffering.max.messages": "200000",
         }
         config.update(overrides or {})
-        self._producer = Producer(config)
+        self._producer = Producer(with_logger(config))
         self.delivered = 0
         self.failed = 0
         self.first_error: str | None = None

@@ -7,7 +7,22 @@ idempotence), which a pass-through table cannot switch off.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from typing import Any
+
 from connector.config import Settings
+
+#: Where librdkafka's own log lines go (its ``logger`` setting): through the connector's
+#: logging, so they are levelled, masked, and JSON when ``logging.json`` is on, instead of raw
+#: ``%3|...|FAIL|...`` lines on stderr beside the connector's.
+LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
+
+def with_logger(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with librdkafka's log lines routed to :data:`LIBRDKAFKA_LOGGER` (served by the
+    client's own poll or consume calls, on the thread that owns the client)."""
+    return {**config, "logger": LIBRDKAFKA_LOGGER}
 
 
 def _base(settings: Settings) -> dict[str, str]:

@@ -52,6 +52,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as RdKafkaError
 
 from connector.core.models import TP
+from connector.kafka.client_config import LIBRDKAFKA_LOGGER
 from connector.kafka.exceptions import CommitError, ConsumeError, KafkaError, from_kafka_error
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class ConsumerThread:
             self._config["stats_cb"] = stats_cb
             self._config["statistics.interval.ms"] = str(statistics_interval_ms)
         self._config["error_cb"] = self._on_client_error
+        self._config["logger"] = LIBRDKAFKA_LOGGER
         self._cooperative = is_cooperative(self._config)
         self._topics = list(topics)
         self._listener = listener

@@ -40,7 +40,7 @@ from connector.config import Settings
 from connector.core.dnc_freshness import FreshnessReport, ListPolicy, ListRefresh, evaluate, refresh_from_record
 from connector.core.dnc_keys import valid_list_name
 from connector.errors import SerdeError
-from connector.kafka.client_config import dnc_consumer_config
+from connector.kafka.client_config import dnc_consumer_config, with_logger
 from connector.kafka.exceptions import KafkaError
 from connector.kafka.loop_thread import LoopThread
 from connector.kafka.topic_scan import (
@@ -255,7 +255,7 @@ class DncRefreshReader:
     def _run(self) -> None:
         consumer: Consumer | None = None
         try:
-            consumer = Consumer(self._config)
+            consumer = Consumer(with_logger(self._config))
             self._follow(consumer)
         except (KafkaException, ValueError, TypeError) as exc:
             self._failure = DncRefreshError(f"DNC refresh consumer failed: {exc}", retriable=False)

@@ -37,6 +37,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Producer
 
+from connector.kafka.client_config import LIBRDKAFKA_LOGGER
 from connector.kafka.exceptions import KafkaError, ProduceError, from_kafka_error, is_retriable
 from connector.ops.metrics import OTHER, Metrics
 
@@ -112,6 +113,7 @@ class AsyncProducer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._config["error_cb"] = self._on_client_error
+        self._config["logger"] = LIBRDKAFKA_LOGGER
         try:
             self._producer = Producer(self._config)
         except (KafkaException, ValueError, TypeError) as exc:

@@ -20,3 +20,5 @@ def test_demo_runs_end_to_end(kafka_bootstrap: str, profile: str, capsys: pytest
     assert "0 on DNC or invalid" in out
     if profile == "call-lists":
         assert "0 opted out after their opt-in was delivered" in out
+    assert "topics demo." in out and "deleted" in out  # no demo topics left behind
+    assert "|FAIL|" not in out and "%3|" not in out

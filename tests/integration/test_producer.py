@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 
@@ -176,3 +177,19 @@ async def test_a_group_fails_when_one_record_fails(kafka_bootstrap: str, topic_f
                 producer.produce_nowait(topic, b"next")
     finally:
         await producer.close()  # the latched error was raised once, above
+
+
+async def test_librdkafka_log_lines_go_through_logging_not_raw_stderr(
+        capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="librdkafka")
+    producer = AsyncProducer({"bootstrap.servers": f"127.0.0.1:{free_port()}"})
+    await producer.start()
+    try:
+        async with asyncio.timeout(10):
+            while not any(r.name == "librdkafka" for r in caplog.records):
+                await asyncio.sleep(0.1)
+    finally:
+        await producer.close(timeout=1)
+    assert any("Connect to" in r.getMessage() or "FAIL" in r.getMessage() for r in caplog.records
+               if r.name == "librdkafka")
+    assert "|FAIL|" not in capfd.readouterr().err  # no raw "%3|...|FAIL|..." line beside ours
