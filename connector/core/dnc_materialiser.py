@@ -190,15 +190,19 @@ class Materialiser(Generic[OpT]):
         decoder: says what records mean (and which operations they become).
         max_stall_s: a partition without evidence of a successful fetch for longer is stale.
         probe_interval_s: how long a partition may go without evidence before it is probed
-            (a third of ``max_stall_s`` by default).
+            (a quarter of ``max_stall_s`` by default).
+        probe_gap_s: the least time between two probes of a partition: a probe restarts the
+            partition's fetch, so probing again before the broker could answer (a fetch waits
+            up to ``fetch.wait.max.ms``, 500 ms by default) would never let an answer arrive.
         created_at: monotonic time of creation (the table is not current since then).
     """
 
     def __init__(self, decoder: Decoder[OpT], *, max_stall_s: float, probe_interval_s: float | None = None,
-                 created_at: float = 0.0) -> None:
+                 probe_gap_s: float = 2.0, created_at: float = 0.0) -> None:
         self._decoder = decoder
         self.max_stall_s = max_stall_s
-        self._probe_interval = probe_interval_s if probe_interval_s is not None else max_stall_s / 3
+        self._probe_interval = max(probe_gap_s, probe_interval_s if probe_interval_s is not None else max_stall_s / 4)
+        self._probe_gap = probe_gap_s
         self._parts: dict[int, _Partition] = {}
         self._begun = False
         self._since: float | None = created_at
@@ -292,15 +296,19 @@ class Materialiser(Generic[OpT]):
         """An error answer for ``partition`` (-1: for every partition): stale until new
         evidence arrives; ``reason`` (bounded, no data) goes into the verdict."""
         if reason:
-            self._client_error = reason
+            self.note(reason)
         for number, part in self._parts.items():
             if partition in (-1, number):
                 part.last_error = now
 
+    def note(self, reason: str) -> None:
+        """Remember a client-level error (bounded, no data) for the verdict's reason."""
+        self._client_error = reason
+
     def probes(self, now: float) -> list[tuple[int, int]]:
         """Partitions to seek to their position, so that the broker answers afresh: those
         without evidence for ``probe_interval_s``, or with an error since their last evidence
-        (at most once a second).
+        (never twice within ``probe_gap_s``).
 
         Returns:
             ``(partition, position)`` pairs; the caller seeks each and reports the outcome
@@ -310,7 +318,8 @@ class Materialiser(Generic[OpT]):
         for partition, part in self._parts.items():
             quiet = part.last_ok is None or now - part.last_ok >= self._probe_interval
             failed = part.last_error is not None and (part.last_ok is None or part.last_error >= part.last_ok)
-            if (quiet and now - part.last_probe >= self._probe_interval) or (failed and now - part.last_probe >= 1.0):
+            since = now - part.last_probe
+            if (quiet and since >= self._probe_interval) or (failed and since >= self._probe_gap):
                 part.last_probe = now
                 out.append((partition, part.position))
         return out

@@ -277,6 +277,7 @@ def test_an_error_answer_is_not_a_fetch_and_makes_its_partition_stale_at_once() 
     m.on_batch([Record(1, 0, None, None, Err(29))], now=2.0, wall_ms=NOW_MS)  # e.g. TOPIC_AUTHORIZATION_FAILED
     assert not m.assess(2.0).currency.current
     assert m.probes(2.5) == [(1, 0)]  # probed soon after the error
+    assert m.probes(3.0) == []  # not again before the broker could answer
     fresh(m, 3.0, 1)
     assert m.assess(3.0).currency.current
     m.on_error(-1, now=4.0, reason="_ALL_BROKERS_DOWN")
