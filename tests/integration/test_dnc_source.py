@@ -378,3 +378,30 @@ async def test_a_partition_added_while_running_is_read_from_0_and_holds_readines
     finally:
         table.gate.set()
         await source.close()
+
+
+async def test_an_expired_entry_stops_blocking_while_another_list_still_blocks(
+    kafka_bootstrap: str, topic_factory
+) -> None:
+    topic = topic_factory("dnc", config=COMPACT)
+    now = [1_800_000_000.0]  # the injected wall clock (epoch seconds)
+    expires = int(now[0] * 1000) + 60_000
+    number, other = "+14155550220", "+14155550221"
+    produce(kafka_bootstrap, topic, [
+        (f"national/{number}".encode(), entry("national")),
+        (f"temporary/{number}".encode(), entry("temporary", expires_at=expires)),
+        (f"temporary/{other}".encode(), entry("temporary", expires_at=expires)),
+        (b"temporary/+14155550222", entry("temporary", expires_at=expires - 120_000)),  # expired already
+    ])
+    source = DncSource(config(kafka_bootstrap), topic, poll_timeout_s=0.05, wall_clock=lambda: now[0])
+    await source.start()
+    try:
+        await source.wait_ready(timeout=10)
+        assert source.lists_of(number) == ("national", "temporary")
+        assert source.lookup(other) == "temporary"
+        assert source.lookup("+14155550222") is None
+        now[0] += 61.0  # past expires_at
+        await wait_for(lambda: source.lookup(other) is None)
+        assert source.lists_of(number) == ("national",)  # blocked by one list, expired on the other
+    finally:
+        await source.close()
