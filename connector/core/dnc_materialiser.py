@@ -176,7 +176,9 @@ class _Partition:
     last_ok: float | None = None  # monotonic time of the latest evidence of a good fetch
     last_error: float | None = None
     last_probe: float = float("-inf")
-    eof_wall_ms: int | None = None  # wall time of the latest end-of-partition event
+    #: wall time (epoch ms) after which every record past ``target`` (and past the latest
+    #: end-of-partition event) was written: when the watermarks were read, then each event
+    end_seen_ms: int | None = None
 
     @property
     def caught_up(self) -> bool:
@@ -219,7 +221,7 @@ class Materialiser(Generic[OpT]):
         self._waiting = reason
 
     def begin(self, marks: Mapping[int, tuple[int, int]], now: float,
-              positions: Mapping[int, int] | None = None) -> list[tuple[int, int]]:
+              positions: Mapping[int, int] | None = None, wall_ms: int | None = None) -> list[tuple[int, int]]:
         """Start from the topic's partitions ``{partition: (low, high)}``.
 
         Args:
@@ -227,6 +229,7 @@ class Materialiser(Generic[OpT]):
             now: monotonic seconds.
             positions: the offsets a trusted snapshot covers (its table is the start), or
                 None to read every partition from the beginning.
+            wall_ms: when ``marks`` were read (epoch ms): every record past them is younger.
 
         Returns:
             ``(partition, offset)`` to assign; ``offset`` may be :data:`BEGINNING`.
@@ -234,18 +237,17 @@ class Materialiser(Generic[OpT]):
         self._parts = {}
         assign = []
         for partition, (low, high) in sorted(marks.items()):
-            if positions is None:
-                self._parts[partition] = _Partition(high, max(low, 0))
-                assign.append((partition, BEGINNING))
-            else:
-                self._parts[partition] = _Partition(high, positions[partition])
-                assign.append((partition, positions[partition]))
+            start = max(low, 0) if positions is None else positions[partition]
+            self._parts[partition] = _Partition(high, start, end_seen_ms=wall_ms)
+            assign.append((partition, BEGINNING if positions is None else start))
         self._begun = True
         self._check_ready(now)
         return assign
 
-    def on_metadata(self, marks: Mapping[int, tuple[int, int]], now: float) -> list[tuple[int, int]]:
-        """Take the partitions seen now; new ones are read from the beginning.
+    def on_metadata(self, marks: Mapping[int, tuple[int, int]], now: float,
+                    wall_ms: int | None = None) -> list[tuple[int, int]]:
+        """Take the partitions seen now (``wall_ms``: when their watermarks were read); new
+        ones are read from the beginning.
 
         Returns:
             ``(partition, BEGINNING)`` for each new partition.
@@ -259,7 +261,7 @@ class Materialiser(Generic[OpT]):
         new = []
         for partition, (low, high) in sorted(marks.items()):
             if partition not in self._parts:
-                self._parts[partition] = _Partition(high, max(low, 0))
+                self._parts[partition] = _Partition(high, max(low, 0), end_seen_ms=wall_ms)
                 new.append((partition, BEGINNING))
         self._check_ready(now)
         return new
@@ -284,7 +286,7 @@ class Materialiser(Generic[OpT]):
             if part is not None:
                 part.position = max(part.position, offset)
                 part.last_ok = now
-                part.eof_wall_ms = wall_ms
+                part.end_seen_ms = wall_ms
         for partition, _ in decoded.errors:
             self.on_error(partition, now)
         if self.ready_at is None:
@@ -340,10 +342,11 @@ class Materialiser(Generic[OpT]):
         return {partition: part.position for partition, part in sorted(self._parts.items())}
 
     def covered_at_ms(self) -> int | None:
-        """Wall time (epoch ms) at which every partition was last seen at its end, or None when
-        one has not been since the start: every record past :meth:`positions` was written
-        after it (a snapshot's age for the tombstone-retention rule)."""
-        times = [part.eof_wall_ms for part in self._parts.values()]
+        """Wall time (epoch ms) after which every record past :meth:`positions` was written, once
+        ready (a snapshot's age for the tombstone-retention rule): per partition, when its
+        watermarks were read or it was last seen at its end, whichever is later; the oldest
+        of those. None when unknown."""
+        times = [part.end_seen_ms for part in self._parts.values()]
         if not times or any(t is None for t in times):
             return None
         return min(t for t in times if t is not None)

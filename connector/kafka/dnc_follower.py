@@ -216,6 +216,7 @@ class TopicFollower(Generic[OpT]):
         delay = 0.5
         while not self.stop.is_set():
             try:
+                marks_ms = int(self.wall_clock() * 1000)
                 marks = self._marks(consumer)
                 break
             except (KafkaException, DncBootstrapError) as exc:
@@ -231,7 +232,7 @@ class TopicFollower(Generic[OpT]):
         else:
             return False
         positions = self._restore(marks)
-        assign = self.core.begin(marks, self.clock(), positions)
+        assign = self.core.begin(marks, self.clock(), positions, marks_ms)
         consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING if o == BEGINNING else o) for p, o in assign])
         log.info("%s: %d partition(s), %s", self.kind, len(marks),
                  "restored from a snapshot" if positions is not None else "read from the beginning")
@@ -376,13 +377,14 @@ class TopicFollower(Generic[OpT]):
             known = set(self.core.positions())
             marks = {p: (0, 0) for p in known if p in partitions}
             new = [p for p in partitions if p not in known]
+            marks_ms = int(self.wall_clock() * 1000)
             if new:
                 self._partitions(consumer)  # the consumer's metadata learns the new partitions
                 marks.update(self._marks(consumer, new))
         except (KafkaException, DncBootstrapError) as exc:
             log.debug("%s metadata refresh failed: %s", self.kind, exc)
             return
-        added = self.core.on_metadata(marks, now)
+        added = self.core.on_metadata(marks, now, marks_ms)
         if added:
             log.warning("%s topic %s: %d new partition(s), read from the beginning", self.kind, self.topic, len(added))
             consumer.incremental_assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p, _ in added])

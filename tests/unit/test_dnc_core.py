@@ -305,12 +305,17 @@ def test_a_view_nobody_refreshes_turns_not_current() -> None:
     assert not late.current and late.not_current_since == 31.0 and "no successful fetch reported" in late.reason
 
 
-def test_a_snapshot_s_age_comes_from_the_oldest_end_of_partition_event() -> None:
+def test_a_snapshot_s_age_comes_from_the_watermarks_then_the_end_of_partition_events() -> None:
     m = core()
     m.begin({0: (0, 0), 1: (0, 0)}, now=0.0)
-    assert m.covered_at_ms() is None
+    assert m.covered_at_ms() is None  # unknown when the watermarks were read
+    m = core()
+    m.begin({0: (0, 0), 1: (0, 0)}, now=0.0, wall_ms=500)
+    assert m.covered_at_ms() == 500
     m.on_batch([eof(0, 0)], now=1.0, wall_ms=1_000)
-    assert m.covered_at_ms() is None
+    assert m.covered_at_ms() == 500
     m.on_batch([eof(1, 0)], now=2.0, wall_ms=2_000)
     m.on_batch([eof(0, 0)], now=3.0, wall_ms=3_000)
+    assert m.covered_at_ms() == 2_000
+    m.on_metadata({0: (0, 0), 1: (0, 0), 2: (0, 5)}, now=4.0, wall_ms=4_000)
     assert m.covered_at_ms() == 2_000
