@@ -31,6 +31,7 @@ is a few bitmap updates per batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 from connector.core.dnc_keys import SEPARATOR, DncKeyError, Normalise, parse_dnc_key
@@ -38,6 +39,15 @@ from connector.core.dnc_materialiser import ConsumedRecord, DeadLetter, Decoded
 from connector.core.dnc_table import BARE, TableOp
 from connector.core.dnc_values import ValueReader, WireFormat
 from connector.errors import SerdeError
+
+_dnc_scan: ModuleType | None
+try:  # built by ``pip install`` where a C compiler is found (setup.py)
+    import connector.core._dnc_scan as _dnc_scan
+except ImportError:  # pragma: no cover - a build without the C extension
+    _dnc_scan = None
+
+#: True when the C twin of :meth:`DncRecordDecoder.decode_py` was built and is used.
+NATIVE = _dnc_scan is not None
 
 #: The list of a bare-key entry whose value names none.
 UNNAMED = "unnamed"
@@ -74,7 +84,20 @@ class DncRecordDecoder:
         self._lists: dict[bytes, str] = {}
 
     def decode(self, records: Sequence[ConsumedRecord], now_ms: int) -> Decoded[TableOp]:
-        """Decode one batch in consume order; ``now_ms`` (epoch ms) decides what has expired."""
+        """Decode one batch in consume order; ``now_ms`` (epoch ms) decides what has expired.
+
+        Runs the C twin (``connector/core/_dnc_scan.pyx``) when it was built: the same answer,
+        each operation's numbers an ``array('Q')``; else :meth:`decode_py`.
+        """
+        if _dnc_scan is not None:
+            out: Decoded[TableOp] = Decoded()
+            _dnc_scan.scan(self, records if isinstance(records, list) else list(records), now_ms, out,
+                           TableOp, DeadLetter)
+            return out
+        return self.decode_py(records, now_ms)
+
+    def decode_py(self, records: Sequence[ConsumedRecord], now_ms: int) -> Decoded[TableOp]:
+        """:meth:`decode` in Python: the reference, and the fallback without the C twin."""
         out: Decoded[TableOp] = Decoded()
         ops, ends = out.ops, out.ends
         counts = dict.fromkeys(("upsert", "delete", "expired", "respelled", "list_mismatch", *REJECT_REASONS), 0)

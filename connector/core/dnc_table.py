@@ -37,11 +37,18 @@ first by name), whatever order the records arrived in.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
+from types import ModuleType
 from typing import NamedTuple
 
 from pyroaring import BitMap
+
+_dnc_scan: ModuleType | None
+try:  # built by ``pip install`` where a C compiler is found (setup.py)
+    import connector.core._dnc_scan as _dnc_scan
+except ImportError:  # pragma: no cover - a build without the C extension
+    _dnc_scan = None
 
 #: The key class of legacy bare-number keys (list names are never empty).
 BARE = ""
@@ -98,13 +105,13 @@ class TableOp(NamedTuple):
         key_class: the key's list name, or :data:`BARE` for a legacy bare-number key.
         target: the list the numbers are blocked under; None for a removal (a tombstone, or a
             record that expired before it arrived).
-        numbers: E.164 digits as ints.
+        numbers: E.164 digits as ints (a list, or the C decoder's ``array('Q')``).
         expires_ms: when every one of these entries expires (epoch ms); None: never.
     """
 
     key_class: str
     target: str | None
-    numbers: list[int]
+    numbers: Sequence[int]
     expires_ms: int | None = None
 
 
@@ -199,12 +206,12 @@ class DncTable:
         Returns:
             How many numbers were applied.
         """
-        numbers = numbers if isinstance(numbers, list) else list(numbers)
+        numbers = numbers if isinstance(numbers, Sequence) else list(numbers)
         if not numbers:
             return 0
         parts = self._parts(key_class, target)
         others = [p for name, p in self._classes[key_class].items() if name != target and p]
-        for high, lows in _split(numbers).items():
+        for high, lows in split_numbers(numbers).items():
             part = parts.get(high)
             if part is None:
                 part = parts[high] = BitMap()
@@ -223,8 +230,8 @@ class DncTable:
         targets = self._classes.get(key_class)
         if not targets:
             return
-        numbers = numbers if isinstance(numbers, list) else list(numbers)
-        for high, lows in _split(numbers).items():
+        numbers = numbers if isinstance(numbers, Sequence) else list(numbers)
+        for high, lows in split_numbers(numbers).items():
             _discard([b for b in (p.get(high) for p in targets.values()) if b], lows)
         if self._expiry.by_slot:
             self._expiry.forget(key_class, numbers)
@@ -505,7 +512,7 @@ class DncTable:
         return sum(len(part.serialize()) for _, parts in self._order for part in parts.values())
 
 
-def _discard(bitmaps: list[BitMap], lows: list[int]) -> None:
+def _discard(bitmaps: list[BitMap], lows: Sequence[int]) -> None:
     """Remove ``lows`` from each bitmap: one by one for a few, by a bitmap andnot for many."""
     if len(lows) < _SMALL_RUN:
         for bitmap in bitmaps:
@@ -515,6 +522,20 @@ def _discard(bitmaps: list[BitMap], lows: list[int]) -> None:
     removed = BitMap(lows)
     for bitmap in bitmaps:
         bitmap.difference_update(removed)
+
+
+def split_sorted_py(numbers: Iterable[int]) -> dict[int, list[int]]:
+    """``{high 32 bits: sorted low 32 bits}``: the reference of the C ``split_sorted``."""
+    return {high: sorted(lows) for high, lows in _split(numbers).items()}
+
+
+def split_numbers(numbers: Sequence[int]) -> Mapping[int, Sequence[int]]:
+    """Group numbers by their high 32 bits for the bitmaps: sorted, in C, when the extension
+    was built (a roaring bitmap takes sorted numbers several times faster), else in order."""
+    if _dnc_scan is not None and len(numbers) >= 64:
+        groups: Mapping[int, Sequence[int]] = _dnc_scan.split_sorted(numbers)
+        return groups
+    return _split(numbers)
 
 
 def _split(numbers: Iterable[int]) -> dict[int, list[int]]:

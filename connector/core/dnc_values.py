@@ -8,9 +8,11 @@ readable at all: a record with a valid number and an unreadable value blocks tha
 :func:`read_dnc_value` walks the four fields of the schemaless record (``string``,
 ``["null", "string"]``, ``long``, ``["null", "long"]``) and accepts exactly the bytes that
 fastavro's ``schemaless_reader`` reads as a complete ``DncEntry`` with nothing left over,
-returning the same values, with one deliberate difference: a varint longer than 10 bytes, or
+returning the same values, with two deliberate differences: a varint longer than 10 bytes, or
 one whose value does not fit in 64 signed bits, is refused (fastavro silently wraps it to 64
-bits). Refusing is the safe side here: the number is then blocked as unreadable.
+bits), and so is a union index other than 0 or 1 (fastavro reads -1 and -2 as Python list
+indexes, from the end). Refusing is the safe side here: the number is then blocked as
+unreadable.
 ``tests/unit/test_dnc_values.py`` checks this against fastavro with hypothesis.
 
 Values repeat: a bulk load writes one value for every number of a list. :class:`ValueReader`

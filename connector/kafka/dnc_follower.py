@@ -119,8 +119,10 @@ class TopicFollower(Generic[OpT]):
     def decoder(self) -> Decoder[OpT]:
         raise NotImplementedError
 
-    def apply(self, ops: list[OpT]) -> None:
-        """Carry out table operations (thread side; take the readers' lock)."""
+    def apply(self, ops: list[OpT], final: bool) -> None:
+        """Carry out table operations (thread side; take the readers' lock). With ``final``
+        False (the table is not ready yet) they may be gathered and carried out later, at
+        the latest with the next ``final`` call, which comes before readiness is published."""
         raise NotImplementedError
 
     def on_decoded(self, decoded: Decoded[OpT], live: bool) -> None:
@@ -324,8 +326,8 @@ class TopicFollower(Generic[OpT]):
             now, wall_ms = clock(), int(self.wall_clock() * 1000)
             self.last_poll = now
             decoded = self.core.on_batch(messages, now, wall_ms)
-            if decoded.ops:
-                self.apply(decoded.ops)
+            if decoded.ops or (not loaded and self.core.ready):
+                self.apply(decoded.ops, loaded or self.core.ready)
             self.on_decoded(decoded, loaded)
             for partition, err in decoded.errors:
                 if err.fatal():

@@ -43,7 +43,8 @@ def snapshot_bytes(meta: SnapshotMeta = META, table: DncTable | None = None) -> 
 
 def same(a: DncTable, b: DncTable) -> bool:
     def dump(t: DncTable) -> list[tuple[str, str, list[tuple[int, list[int]]]]]:
-        return [(c, n, sorted((h, list(p)) for h, p in parts.items() if p)) for c, n, parts in t.slots()]
+        dumped = [(c, n, sorted((h, list(p)) for h, p in parts.items() if p)) for c, n, parts in t.slots()]
+        return [slot for slot in dumped if slot[2]]  # an emptied list is no list
     return dump(a) == dump(b) and list(a.expiring_entries()) == list(b.expiring_entries())
 
 
