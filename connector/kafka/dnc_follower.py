@@ -144,8 +144,8 @@ class TopicFollower(Generic[OpT]):
         """Build a table from a snapshot's body (not yet in use)."""
         raise NotImplementedError
 
-    def adopt(self, table: Any) -> None:
-        """Start from a restored (and verified) table."""
+    def adopt(self, table: Any, seconds: float) -> None:
+        """Start from a restored (and verified) table, read in ``seconds``."""
         raise NotImplementedError
 
     def state_changed(self) -> None:
@@ -294,7 +294,7 @@ class TopicFollower(Generic[OpT]):
                     if why is None:
                         table = self.read_snapshot_body(reader)
                         reader.finish()
-                        self.adopt(table)
+                        self.adopt(table, time.monotonic() - started)
                         log.info("%s snapshot restored in %.2fs: %s", self.kind, time.monotonic() - started,
                                  {p: o for p, o in sorted(meta.offsets.items())})
                         return dict(meta.offsets)

@@ -149,10 +149,11 @@ class _Follower(TopicFollower[TableOp]):
     def read_snapshot_body(self, reader: SnapshotReader) -> DncTable:
         return read_dnc_body(reader)
 
-    def adopt(self, table: Any) -> None:
+    def adopt(self, table: Any, seconds: float) -> None:
         with self._source.lock:
             self._source.table = table
         self._source.metrics.dnc_restored.set(1)
+        self._source.metrics.dnc_restore_duration.set(seconds)
 
     def state_changed(self) -> None:
         self._source.state_changed()
@@ -171,6 +172,7 @@ class _Follower(TopicFollower[TableOp]):
             return
         m.dnc_snapshot_writes.labels(outcome="ok").inc()
         m.dnc_snapshot_bytes.set(size)
+        m.dnc_snapshot_write_duration.set(seconds)
         m.dnc_snapshot_last_write.set_to_current_time()
         log.info("DNC snapshot written: %d bytes in %.2fs", size, seconds)
 

@@ -50,6 +50,10 @@ DNC table (subsystem ``dnc``)
         ``cxone_connector_dnc_snapshot_last_write_timestamp_seconds``: Unix time of the last
         snapshot written.
     ``dnc_snapshot_bytes``  Gauge ``cxone_connector_dnc_snapshot_size_bytes``.
+    ``dnc_snapshot_write_duration``  Gauge
+        ``cxone_connector_dnc_snapshot_write_duration_seconds``: how long the last write took.
+    ``dnc_restore_duration``  Gauge ``cxone_connector_dnc_snapshot_restore_duration_seconds``:
+        how long reading the snapshot took at start (0 when none was restored).
     ``dnc_rebuilds``  Counter ``cxone_connector_dnc_rebuilds_total{reason}``: starts that
         read the DNC topic from the beginning, and why (:data:`DNC_REBUILD_REASONS`).
     ``dnc_restored``  Gauge ``cxone_connector_dnc_snapshot_restored``: 1 when the table was
@@ -336,6 +340,10 @@ class Metrics:
         self.dnc_snapshot_last_write = gauge("dnc", "snapshot_last_write_timestamp",
                                              "Unix time of the last DNC snapshot written.", unit="seconds")
         self.dnc_snapshot_bytes = gauge("dnc", "snapshot_size", "Size of the last DNC snapshot.", unit="bytes")
+        self.dnc_snapshot_write_duration = gauge("dnc", "snapshot_write_duration",
+                                                 "How long the last DNC snapshot write took.", unit="seconds")
+        self.dnc_restore_duration = gauge("dnc", "snapshot_restore_duration",
+                                          "How long restoring the DNC snapshot took at start.", unit="seconds")
         self.dnc_rebuilds = labelled_counter("dnc", "rebuilds", "DNC table starts from the topic's beginning.",
                                              {"reason": DNC_REBUILD_REASONS})
         self.dnc_restored = gauge("dnc", "snapshot_restored", "1 when the DNC table started from a snapshot.")
