@@ -99,81 +99,72 @@ class DncRecordDecoder:
     def decode_py(self, records: Sequence[ConsumedRecord], now_ms: int) -> Decoded[TableOp]:
         """:meth:`decode` in Python: the reference, and the fallback without the C twin."""
         out: Decoded[TableOp] = Decoded()
-        ops, ends = out.ops, out.ends
         counts = dict.fromkeys(("upsert", "delete", "expired", "respelled", "list_mismatch", *REJECT_REASONS), 0)
-        lists, read, unreadable = self._lists, self._values.read, self._unreadable
         run: list[int] = []
-        run_class: str | None = None
-        run_target: str | None = None
-        run_expiry: int | None = None
-        upserts = deletes = data = 0
+        run_key: tuple[str, str | None, int | None] | None = None
         for record in records:
             err = record.error()
             if err is not None:
                 self._event(record, err, out)
                 continue
-            partition, offset = record.partition() or 0, record.offset() or 0
-            ends[partition] = offset + 1
-            data += 1
+            out.ends[record.partition() or 0] = (record.offset() or 0) + 1
+            out.records += 1
             key = record.key()
-            # the fast path: "<known list>/+<digits>", or a bare "+<digits>"
-            number = -1
-            known: str | None = None
-            if key:
-                sep = key.find(_SEP)
-                if sep > 0:
-                    known = lists.get(key[:sep])
-                    digits = key[sep + 2:]
-                    if known is not None and key[sep + 1] == _PLUS and 2 <= len(digits) <= 15 \
-                            and digits.isdigit() and digits[0] != _ZERO:
-                        number = int(digits)
-                elif sep < 0 and key[0] == _PLUS:
-                    digits = key[1:]
-                    if 2 <= len(digits) <= 15 and digits.isdigit() and digits[0] != _ZERO:
-                        number, known = int(digits), BARE
-            if number < 0 or known is None:
-                parsed = self._slow_key(record, key, counts, out)
-                if parsed is None:
-                    continue
-                known, number = parsed
-            key_class: str = known
-            value = record.value()
-            expiry: int | None = None
-            if value is None:
-                target: str | None = None
-                deletes += 1
-            else:
-                try:
-                    name, expiry = read(value)
-                except SerdeError as exc:
-                    target, expiry = unreadable, None
-                    counts[UNREADABLE] += 1
-                    out.dead_letters.append(DeadLetter(record, partition, offset, "connector.errors.SerdeError",
-                                                       str(exc), UNREADABLE))
-                else:
-                    if key_class:
-                        target = key_class
-                        if name != key_class:
-                            counts["list_mismatch"] += 1
-                    else:
-                        target = name or UNNAMED
-                    if expiry is not None and expiry <= now_ms:
-                        target, expiry = None, None
-                        counts["expired"] += 1
-                    else:
-                        upserts += 1
-            if target == run_target and key_class == run_class and expiry == run_expiry:
+            parsed = self._fast_key(key) or self._slow_key(record, key, counts, out)
+            if parsed is None:
+                continue
+            key_class, number = parsed
+            target, expiry = self._meaning(record, key_class, now_ms, counts, out)
+            if (key_class, target, expiry) == run_key:
                 run.append(number)
                 continue
-            if run:
-                ops.append(TableOp(run_class or BARE, run_target, run, run_expiry))
-            run, run_class, run_target, run_expiry = [number], key_class, target, expiry
-        if run:
-            ops.append(TableOp(run_class or BARE, run_target, run, run_expiry))
-        out.records = data
-        counts["upsert"], counts["delete"] = upserts, deletes
+            if run_key is not None:
+                out.ops.append(TableOp(*run_key[:2], run, run_key[2]))
+            run, run_key = [number], (key_class, target, expiry)
+        if run_key is not None:
+            out.ops.append(TableOp(*run_key[:2], run, run_key[2]))
         out.counts = counts
         return out
+
+    def _fast_key(self, key: bytes | None) -> tuple[str, int] | None:
+        """``(key class, number)`` of ``<known list>/+<digits>`` or a bare ``+<digits>``; None
+        for anything else (the slow path decides)."""
+        if not key:
+            return None
+        sep = key.find(_SEP)
+        if sep > 0:
+            known = self._lists.get(key[:sep])
+            digits = key[sep + 2:]
+            if known is not None and key[sep + 1] == _PLUS and 2 <= len(digits) <= 15 and digits.isdigit() \
+                    and digits[0] != _ZERO:
+                return known, int(digits)
+        elif sep < 0 and key[0] == _PLUS:
+            digits = key[1:]
+            if 2 <= len(digits) <= 15 and digits.isdigit() and digits[0] != _ZERO:
+                return BARE, int(digits)
+        return None
+
+    def _meaning(self, record: ConsumedRecord, key_class: str, now_ms: int, counts: dict[str, int],
+                 out: Decoded[TableOp]) -> tuple[str | None, int | None]:
+        """``(target list or None for a removal, expiry)`` of the record's value."""
+        value = record.value()
+        if value is None:
+            counts["delete"] += 1
+            return None, None
+        try:
+            name, expiry = self._values.read(value)
+        except SerdeError as exc:
+            counts[UNREADABLE] += 1
+            out.dead_letters.append(DeadLetter(record, record.partition() or 0, record.offset() or 0,
+                                               "connector.errors.SerdeError", str(exc), UNREADABLE))
+            return self._unreadable, None
+        if key_class and name != key_class:
+            counts["list_mismatch"] += 1
+        if expiry is not None and expiry <= now_ms:
+            counts["expired"] += 1
+            return None, None
+        counts["upsert"] += 1
+        return key_class or name or UNNAMED, expiry
 
     def _event(self, record: ConsumedRecord, err: Any, out: Decoded[TableOp]) -> None:
         partition = record.partition()

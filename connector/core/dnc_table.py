@@ -158,7 +158,137 @@ class _Expiry:
                 yield (cls, name), number
 
 
-class DncTable:
+class _BareKeys:
+    """The legacy single-number methods of :class:`DncTable`: they act on bare-key entries
+    (:data:`BARE`), as a topic keyed by the bare number always did."""
+
+    __slots__ = ()
+
+    def put_many(self, key_class: str, target: str, numbers: Iterable[int], expires_ms: int | None = None) -> int:
+        raise NotImplementedError
+
+    def delete_many(self, key_class: str, numbers: Iterable[int]) -> None:
+        raise NotImplementedError
+
+    def add(self, e164: str, list_name: str) -> None:
+        """Block ``e164`` under ``list_name`` as a bare-key entry (moving it out of any other
+        bare-key list).
+
+        Raises:
+            ValueError: ``e164`` is not E.164.
+        """
+        self.add_int(e164_to_int(e164), list_name)
+
+    def add_int(self, number: int, list_name: str) -> None:
+        """:meth:`add` of the number ``number`` (E.164 digits as an int)."""
+        self.put_many(BARE, list_name, [number])
+
+    def add_many(self, pairs: Iterable[tuple[int, str]]) -> int:
+        """Block many numbers as bare-key entries; later pairs win over earlier ones for the
+        same number.
+
+        Args:
+            pairs: ``(number, list_name)`` with the number as the int of its E.164 digits
+                (:func:`e164_to_int`).
+
+        Returns:
+            How many pairs were applied.
+        """
+        count = 0
+        run: list[int] = []
+        run_list: str | None = None
+        for number, list_name in pairs:
+            if list_name != run_list or len(run) >= _CHUNK:
+                if run_list is not None:
+                    self.put_many(BARE, run_list, run)
+                run = []
+                run_list = list_name
+            run.append(number)
+            count += 1
+        if run_list is not None and run:
+            self.put_many(BARE, run_list, run)
+        return count
+
+    def remove(self, e164: str) -> None:
+        """A bare-key tombstone: unblock what the bare key ``e164`` added.
+
+        Raises:
+            ValueError: ``e164`` is not E.164.
+        """
+        self.remove_int(e164_to_int(e164))
+
+    def remove_int(self, number: int) -> None:
+        """:meth:`remove` of the number ``number`` (E.164 digits as an int)."""
+        self.delete_many(BARE, [number])
+
+    def remove_many(self, numbers: Iterable[int]) -> None:
+        """Bare-key tombstones for many numbers (E.164 digits as ints)."""
+        self.delete_many(BARE, numbers)
+
+
+
+class _Memory:
+    """How :class:`DncTable` keeps its bitmaps small (its slots are in ``_order``)."""
+
+    __slots__ = ()
+    _order: list[tuple[str, Parts]]
+
+    def optimize(self) -> None:
+        """Compact the bitmaps (run containers, shrink buffers) and drop empty ones; call after
+        a bulk load."""
+        for _, parts in self._order:
+            for high in [high for high, part in parts.items() if not part]:
+                del parts[high]
+            for part in parts.values():
+                part.run_optimize()
+                part.shrink_to_fit()
+
+    def compact(self, release_heap: Callable[[], None] = lambda: None) -> None:
+        """:meth:`optimize`, then rebuild every bitmap from its serialization with the old ones
+        already freed, and give the freed heap back (``release_heap``, e.g.
+        :func:`connector.ops.runtime.release_free_heap`; core code does no process calls).
+
+        A bulk load grows thousands of containers by reallocation between other short-lived
+        allocations, so freed gaps stay scattered over the heap's pages and the resident set
+        exceeds the bitmaps' size by ~50 %. Freed first, the old containers' pages coalesce;
+        the rebuilt containers are then laid out packed. Costs ~0.1 s per million numbers and
+        briefly the serialized size (~2 bytes per number) on top.
+        """
+        self.optimize()
+        blobs = [(parts, [(high, part.serialize()) for high, part in parts.items()])
+                 for _, parts in self._order]
+        for parts, _ in blobs:
+            parts.clear()
+        release_heap()
+        for parts, serialized in blobs:
+            while serialized:
+                high, blob = serialized.pop()
+                parts[high] = BitMap.deserialize(blob)
+                del blob
+        del blobs
+        release_heap()
+
+    def memory_bytes(self) -> int:
+        """Estimate the bytes the table occupies (container payloads plus bookkeeping)."""
+        total = 0
+        for _, parts in self._order:
+            for part in parts.values():
+                stats = part.get_statistics()
+                total += (
+                    stats["n_bytes_array_containers"]
+                    + stats["n_bytes_run_containers"]
+                    + stats["n_bytes_bitset_containers"]
+                    + stats["n_containers"] * _CONTAINER_OVERHEAD
+                )
+        return total
+
+    def serialized_bytes(self) -> int:
+        """Bytes of the portable serialization of every list (a snapshot's body, roughly)."""
+        return sum(len(part.serialize()) for _, parts in self._order for part in parts.values())
+
+
+
+class DncTable(_BareKeys, _Memory):
     """Blocked numbers, each remembered with the lists (and key classes) that block it.
 
     Each slot is split by the high 32 bits of the number into 32-bit roaring bitmaps
@@ -263,63 +393,6 @@ class DncTable:
                 part.discard(number & _LOW_MASK)
             count += 1
         return count
-
-    # -- the legacy, bare-key methods ------------------------------------------------------
-
-    def add(self, e164: str, list_name: str) -> None:
-        """Block ``e164`` under ``list_name`` as a bare-key entry (moving it out of any other
-        bare-key list).
-
-        Raises:
-            ValueError: ``e164`` is not E.164.
-        """
-        self.add_int(e164_to_int(e164), list_name)
-
-    def add_int(self, number: int, list_name: str) -> None:
-        """:meth:`add` of the number ``number`` (E.164 digits as an int)."""
-        self.put_many(BARE, list_name, [number])
-
-    def add_many(self, pairs: Iterable[tuple[int, str]]) -> int:
-        """Block many numbers as bare-key entries; later pairs win over earlier ones for the
-        same number.
-
-        Args:
-            pairs: ``(number, list_name)`` with the number as the int of its E.164 digits
-                (:func:`e164_to_int`).
-
-        Returns:
-            How many pairs were applied.
-        """
-        count = 0
-        run: list[int] = []
-        run_list: str | None = None
-        for number, list_name in pairs:
-            if list_name != run_list or len(run) >= _CHUNK:
-                if run_list is not None:
-                    self.put_many(BARE, run_list, run)
-                run = []
-                run_list = list_name
-            run.append(number)
-            count += 1
-        if run_list is not None and run:
-            self.put_many(BARE, run_list, run)
-        return count
-
-    def remove(self, e164: str) -> None:
-        """A bare-key tombstone: unblock what the bare key ``e164`` added.
-
-        Raises:
-            ValueError: ``e164`` is not E.164.
-        """
-        self.remove_int(e164_to_int(e164))
-
-    def remove_int(self, number: int) -> None:
-        """:meth:`remove` of the number ``number`` (E.164 digits as an int)."""
-        self.delete_many(BARE, [number])
-
-    def remove_many(self, numbers: Iterable[int]) -> None:
-        """Bare-key tombstones for many numbers (E.164 digits as ints)."""
-        self.delete_many(BARE, numbers)
 
     # ------------------------------------------------------------------ reading
 
@@ -455,62 +528,6 @@ class DncTable:
         """Record an expiry read from a snapshot."""
         self._parts(key_class, target)
         self._expiry.record((key_class, target), [number], expires_ms)
-
-    # ------------------------------------------------------------------ memory
-
-    def optimize(self) -> None:
-        """Compact the bitmaps (run containers, shrink buffers) and drop empty ones; call after
-        a bulk load."""
-        for _, parts in self._order:
-            for high in [high for high, part in parts.items() if not part]:
-                del parts[high]
-            for part in parts.values():
-                part.run_optimize()
-                part.shrink_to_fit()
-
-    def compact(self, release_heap: Callable[[], None] = lambda: None) -> None:
-        """:meth:`optimize`, then rebuild every bitmap from its serialization with the old ones
-        already freed, and give the freed heap back (``release_heap``, e.g.
-        :func:`connector.ops.runtime.release_free_heap`; core code does no process calls).
-
-        A bulk load grows thousands of containers by reallocation between other short-lived
-        allocations, so freed gaps stay scattered over the heap's pages and the resident set
-        exceeds the bitmaps' size by ~50 %. Freed first, the old containers' pages coalesce;
-        the rebuilt containers are then laid out packed. Costs ~0.1 s per million numbers and
-        briefly the serialized size (~2 bytes per number) on top.
-        """
-        self.optimize()
-        blobs = [(parts, [(high, part.serialize()) for high, part in parts.items()])
-                 for _, parts in self._order]
-        for parts, _ in blobs:
-            parts.clear()
-        release_heap()
-        for parts, serialized in blobs:
-            while serialized:
-                high, blob = serialized.pop()
-                parts[high] = BitMap.deserialize(blob)
-                del blob
-        del blobs
-        release_heap()
-
-    def memory_bytes(self) -> int:
-        """Estimate the bytes the table occupies (container payloads plus bookkeeping)."""
-        total = 0
-        for _, parts in self._order:
-            for part in parts.values():
-                stats = part.get_statistics()
-                total += (
-                    stats["n_bytes_array_containers"]
-                    + stats["n_bytes_run_containers"]
-                    + stats["n_bytes_bitset_containers"]
-                    + stats["n_containers"] * _CONTAINER_OVERHEAD
-                )
-        return total
-
-    def serialized_bytes(self) -> int:
-        """Bytes of the portable serialization of every list (a snapshot's body, roughly)."""
-        return sum(len(part.serialize()) for _, parts in self._order for part in parts.values())
-
 
 def _discard(bitmaps: list[BitMap], lows: Sequence[int]) -> None:
     """Remove ``lows`` from each bitmap: one by one for a few, by a bitmap andnot for many."""

@@ -44,18 +44,15 @@ from connector.core.dnc_materialiser import (
     Materialiser,
     OpT,
 )
-from connector.core.dnc_snapshot import SnapshotError, SnapshotMeta, SnapshotReader, encode_snapshot, untrusted_reason
-from connector.kafka.dnc_state import SnapshotStore, admin_config, topic_facts
+from connector.core.dnc_snapshot import SnapshotReader
+from connector.kafka.dnc_snapshots import SnapshotKeeper
+from connector.kafka.dnc_state import SnapshotStore, admin_config
 from connector.kafka.exceptions import DncBootstrapError, KafkaError, from_kafka_error, is_retriable
 
 log = logging.getLogger(__name__)
 
 EOF_CODE: int = getattr(RdKafkaError, "_PARTITION_EOF")  # noqa: B009
 _ALL_BROKERS_DOWN: int = getattr(RdKafkaError, "_ALL_BROKERS_DOWN")  # noqa: B009
-#: Subtracted from ``delete.retention.ms`` when judging a snapshot's age: clock skew and
-#: transactions still open when a partition was seen at its end (at most
-#: ``transaction.max.timeout.ms``, 15 minutes by default).
-RETENTION_MARGIN_MS = 15 * 60 * 1000
 #: Consumer settings for a fast bootstrap (docs/benchmarks.md); the caller's settings win.
 FAST_FETCH = {
     "fetch.message.max.bytes": "10485760", "fetch.max.bytes": "104857600",
@@ -64,57 +61,11 @@ FAST_FETCH = {
 _LOG_EVERY_S = 30.0
 
 
-class TopicFollower(Generic[OpT]):
-    """Follows one compacted topic into a table on a dedicated thread (see the module doc).
-
-    Args:
-        config: librdkafka consumer settings.
-        topic: the compacted topic.
-        kind: the table's kind (snapshot header and file name).
-        max_stall_s: see :class:`connector.core.dnc_materialiser.Materialiser`.
-        batch_size: ``num_messages`` of one ``consume()`` call.
-        poll_timeout_s: how long one ``consume()`` may block once ready.
-        metadata_timeout_s: deadline of one metadata or watermark request.
-        metadata_interval_s: how often the partition count is checked (new partitions).
-        state_dir: where the snapshot lives; empty: no snapshots.
-        snapshot_interval_s: how often a snapshot is written once ready.
-        clock: monotonic seconds; wall_clock: epoch seconds (both injectable).
-        before_rename: test hook of :class:`connector.kafka.dnc_state.SnapshotStore`.
-    """
+class FollowerHooks(Generic[OpT]):
+    """What a materialised table gives :class:`TopicFollower` (a subclass overrides these);
+    all are called on the follower's thread."""
 
     kind = "table"
-
-    def __init__(self, config: Mapping[str, Any], topic: str, *, max_stall_s: float, batch_size: int,
-                 poll_timeout_s: float, metadata_timeout_s: float, metadata_interval_s: float = 10.0,
-                 state_dir: str = "", snapshot_interval_s: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
-                 before_rename: Callable[[Any], None] | None = None) -> None:
-        self.topic = topic
-        self._config: dict[str, Any] = {**FAST_FETCH, **config}
-        self._config.update({"enable.auto.commit": "false", "enable.auto.offset.store": "false",
-                             "enable.partition.eof": "true", "auto.offset.reset": "earliest"})
-        self._config.setdefault("group.id", f"cxone-connector.{self.kind}-materialiser")
-        chained = self._config.get("error_cb")
-        self._config["error_cb"] = lambda err: self._client_error(err, chained)
-        self._client_errors: collections.deque[Any] = collections.deque(maxlen=32)
-        self._batch_size, self._poll_timeout_s = batch_size, poll_timeout_s
-        self._metadata_timeout_s, self._metadata_interval_s = metadata_timeout_s, metadata_interval_s
-        self._snapshot_interval_s = snapshot_interval_s
-        self.clock, self.wall_clock = clock, wall_clock
-        self.store = SnapshotStore(state_dir, f"{topic}.{self.kind}.snapshot", before_rename=before_rename) \
-            if state_dir else None
-        self.stop = threading.Event()
-        self.core: Materialiser[OpT] = Materialiser(self.decoder(), max_stall_s=max_stall_s, created_at=clock())
-        #: The verdict for other threads (replaced, never mutated).
-        self.view: CurrencyView = self.core.assess(clock())
-        self.ready = False
-        self.failure: KafkaError | None = None
-        self.last_poll = 0.0
-        self._topic_id: str | None = None
-        self._admin: AdminClient | None = None
-        self._next_log = 0.0
-
-    # ------------------------------------------------------------------ hooks
 
     def decoder(self) -> Decoder[OpT]:
         raise NotImplementedError
@@ -159,6 +110,55 @@ class TopicFollower(Generic[OpT]):
 
     def snapshot_written(self, size: int | None, seconds: float) -> None:
         """A snapshot was written (``size`` None: the write failed)."""
+
+
+class TopicFollower(FollowerHooks[OpT]):
+    """Follows one compacted topic into a table on a dedicated thread (see the module doc).
+
+    Args:
+        config: librdkafka consumer settings.
+        topic: the compacted topic.
+        kind: the table's kind (snapshot header and file name).
+        max_stall_s: see :class:`connector.core.dnc_materialiser.Materialiser`.
+        batch_size: ``num_messages`` of one ``consume()`` call.
+        poll_timeout_s: how long one ``consume()`` may block once ready.
+        metadata_timeout_s: deadline of one metadata or watermark request.
+        metadata_interval_s: how often the partition count is checked (new partitions).
+        state_dir: where the snapshot lives; empty: no snapshots.
+        snapshot_interval_s: how often a snapshot is written once ready.
+        clock: monotonic seconds; wall_clock: epoch seconds (both injectable).
+        before_rename: test hook of :class:`connector.kafka.dnc_state.SnapshotStore`.
+    """
+
+    def __init__(self, config: Mapping[str, Any], topic: str, *, max_stall_s: float, batch_size: int,
+                 poll_timeout_s: float, metadata_timeout_s: float, metadata_interval_s: float = 10.0,
+                 state_dir: str = "", snapshot_interval_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time,
+                 before_rename: Callable[[Any], None] | None = None) -> None:
+        self.topic = topic
+        self._config: dict[str, Any] = {**FAST_FETCH, **config}
+        self._config.update({"enable.auto.commit": "false", "enable.auto.offset.store": "false",
+                             "enable.partition.eof": "true", "auto.offset.reset": "earliest"})
+        self._config.setdefault("group.id", f"cxone-connector.{self.kind}-materialiser")
+        chained = self._config.get("error_cb")
+        self._config["error_cb"] = lambda err: self._client_error(err, chained)
+        self._client_errors: collections.deque[Any] = collections.deque(maxlen=32)
+        self._batch_size, self._poll_timeout_s = batch_size, poll_timeout_s
+        self._metadata_timeout_s, self._metadata_interval_s = metadata_timeout_s, metadata_interval_s
+        self._snapshot_interval_s = snapshot_interval_s
+        self.clock, self.wall_clock = clock, wall_clock
+        self.stop = threading.Event()
+        self.core: Materialiser[OpT] = Materialiser(self.decoder(), max_stall_s=max_stall_s, created_at=clock())
+        self.snapshots = SnapshotKeeper(
+            self, SnapshotStore(state_dir, f"{topic}.{self.kind}.snapshot", before_rename=before_rename),
+            self._config, metadata_timeout_s) if state_dir else None
+        #: The verdict for other threads (replaced, never mutated).
+        self.view: CurrencyView = self.core.assess(clock())
+        self.ready = False
+        self.failure: KafkaError | None = None
+        self.last_poll = 0.0
+        self._admin: AdminClient | None = None
+        self._next_log = 0.0
 
     # ------------------------------------------------------------------ the thread
 
@@ -273,41 +273,10 @@ class TopicFollower(Generic[OpT]):
 
     def _restore(self, marks: Mapping[int, tuple[int, int]]) -> dict[int, int] | None:
         """The offsets of a trusted snapshot (its table adopted), or None: read from 0."""
-        if self.store is None:
+        if self.snapshots is None:
             self.rebuilt("disabled")
             return None
-        self.store.remove_leftovers()
-        facts = topic_facts(self._config, self.topic, marks, self._metadata_timeout_s)
-        self._topic_id = facts.topic_id
-        reason, started = "none", time.monotonic()
-        try:
-            source = self.store.open()
-        except OSError as exc:
-            source, reason = None, "unreadable"
-            log.warning("cannot open the %s snapshot: %s", self.kind, exc)
-        if source is not None:
-            with source:
-                try:
-                    reader = SnapshotReader(source.read)
-                    meta = reader.header()
-                    why = untrusted_reason(meta, self.kind, facts, int(self.wall_clock() * 1000), RETENTION_MARGIN_MS)
-                    if why is None:
-                        table = self.read_snapshot_body(reader)
-                        reader.finish()
-                        self.adopt(table, time.monotonic() - started)
-                        log.info("%s snapshot restored in %.2fs: %s", self.kind, time.monotonic() - started,
-                                 {p: o for p, o in sorted(meta.offsets.items())})
-                        return dict(meta.offsets)
-                    reason = why
-                except SnapshotError as exc:
-                    reason = exc.reason
-                except OSError as exc:
-                    reason = "unreadable"
-                    log.warning("cannot read the %s snapshot: %s", self.kind, exc)
-        log.warning("%s table read from the beginning of %s: snapshot %s", self.kind, self.topic,
-                    "absent" if reason == "none" else f"not trusted ({reason})")
-        self.rebuilt(reason)
-        return None
+        return self.snapshots.restore(marks)
 
     # ------------------------------------------------------------------ following
 
@@ -349,8 +318,8 @@ class TopicFollower(Generic[OpT]):
             if now >= next_meta:
                 next_meta = now + self._metadata_interval_s
                 self._new_partitions(consumer, now)
-            if self.store is not None and self.core.ready and now >= next_snapshot:
-                if self._snapshot():
+            if self.snapshots is not None and self.core.ready and now >= next_snapshot:
+                if self.snapshots.write():
                     next_snapshot = now + self._snapshot_interval_s
             self._publish()
             if now >= next_report:
@@ -391,28 +360,6 @@ class TopicFollower(Generic[OpT]):
             log.warning("%s topic %s: %d new partition(s), read from the beginning", self.kind, self.topic, len(added))
             consumer.incremental_assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p, _ in added])
 
-    # ------------------------------------------------------------------ snapshots
-
-    def _snapshot(self) -> bool:
-        """Write a snapshot now, if the table's state allows one. True when written."""
-        store, covered = self.store, self.core.covered_at_ms()
-        if store is None or covered is None:
-            return False
-        if self._topic_id is None:  # unknown at start-up: try again (without it, it is never trusted)
-            self._topic_id = topic_facts(self._config, self.topic, {}, self._metadata_timeout_s).topic_id
-        positions = self.core.positions()
-        meta = SnapshotMeta(kind=self.kind, topic=self.topic, topic_id=self._topic_id, partitions=len(positions),
-                            offsets=positions, written_at_ms=int(self.wall_clock() * 1000), covered_at_ms=covered,
-                            lists=self.snapshot_lists())
-        started = time.monotonic()
-        try:
-            size: int | None = store.write(encode_snapshot(meta, self.snapshot_body()))
-        except OSError as exc:
-            size = None
-            log.error("writing the %s snapshot failed: %s", self.kind, exc)
-        self.snapshot_written(size, time.monotonic() - started)
-        return True
-
     def _final_snapshot(self) -> None:
-        if self.store is not None and self.core.ready:
-            self._snapshot()
+        if self.snapshots is not None and self.core.ready:
+            self.snapshots.write()

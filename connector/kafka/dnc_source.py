@@ -177,6 +177,54 @@ class _Follower(TopicFollower[TableOp]):
         log.info("DNC snapshot written: %d bytes in %.2fs", size, seconds)
 
 
+class _DeadLetters:
+    """DNC records to the DLQ (stage ``dnc``): handed from the thread to the loop, at most
+    :data:`_MAX_OUTSTANDING_DLQ` unacknowledged (the thread waits beyond)."""
+
+    def __init__(self, source: DncSource, writer: DeadLetterWriter | None) -> None:
+        self._source = source
+        self._writer = writer
+        self.slots = threading.BoundedSemaphore(_MAX_OUTSTANDING_DLQ)
+
+    def send(self, letter: DeadLetter) -> None:
+        """Thread side: log it (no key, no number) and queue it on the loop."""
+        s = self._source
+        log.warning("DNC record %s[%d]@%d rejected (%s): %s", s.topic, letter.partition, letter.offset,
+                    letter.reason, letter.message)
+        record = letter.record
+        headers = getattr(record, "headers", lambda: None)()
+        fields = {
+            "key": record.key(), "value": record.value(), "headers": plain_headers(headers),
+            "topic": s.topic, "partition": letter.partition, "offset": letter.offset,
+            "stage": STAGE, "error_class": letter.error_class, "message": letter.message,
+        }
+        # Wait for a slot so a topic full of garbage cannot queue unbounded work on the loop.
+        while not self.slots.acquire(timeout=0.5):
+            if s.stopping:
+                return
+        s.call_loop(self._send, fields)
+
+    def _send(self, fields: dict[str, Any]) -> None:
+        """Loop side: produce it; the slot is freed when it is acknowledged."""
+        if self._writer is None:
+            self.slots.release()
+            return
+        try:
+            fut = self._writer.send_nowait(**fields)
+        except ProduceError as exc:
+            self.slots.release()
+            log.error("cannot dead-letter a DNC record: %s", exc)
+            return
+        self._source.metrics.dead_lettered.labels(stage=STAGE).inc()
+
+        def done(f: asyncio.Future[None]) -> None:
+            self.slots.release()
+            if not f.cancelled() and f.exception() is not None:
+                log.error("dead letter of a DNC record failed: %s", f.exception())
+
+        fut.add_done_callback(done)
+
+
 class DncSource:
     """Reads the DNC topic into a table, keeps it current, and says whether it is.
 
@@ -231,7 +279,7 @@ class DncSource:
         self.value_format = value_format
         self.default_region = default_region
         self.unreadable_list = unreadable_list
-        self._dead_letters = dead_letters
+        self._letters = _DeadLetters(self, dead_letters)
         self._mmap_threshold = mmap_threshold
         self._clock = clock
         self._created = clock()
@@ -244,7 +292,6 @@ class DncSource:
         self._ready: asyncio.Event | None = None
         self._done: asyncio.Future[None] | None = None
         self._stopped_at: float | None = None
-        self._dlq_slots = threading.BoundedSemaphore(_MAX_OUTSTANDING_DLQ)
         #: Seconds from start to the first readiness (None until then), and records read so far.
         self.bootstrap_seconds: float | None = None
         self.bootstrap_records = 0
@@ -382,30 +429,13 @@ class DncSource:
         if not fut.done():
             fut.set_result(None)
 
-    def _send_dead_letter(self, fields: dict[str, Any]) -> None:
-        """Queue one dead letter on the loop; the slot is freed when it is acknowledged."""
-        writer = self._dead_letters
-        if writer is None:
-            self._dlq_slots.release()
-            return
-        try:
-            fut = writer.send_nowait(**fields)
-        except ProduceError as exc:
-            self._dlq_slots.release()
-            log.error("cannot dead-letter a DNC record: %s", exc)
-            return
-        self.metrics.dead_lettered.labels(stage=STAGE).inc()
-
-        def done(f: asyncio.Future[None]) -> None:
-            self._dlq_slots.release()
-            if not f.cancelled() and f.exception() is not None:
-                log.error("dead letter of a DNC record failed: %s", f.exception())
-
-        fut.add_done_callback(done)
-
     # ---------------------------------------------------------------- thread side
 
-    def _call_loop(self, callback: Callable[..., Any], *args: Any) -> None:
+    @property
+    def stopping(self) -> bool:
+        return self._follower.stop.is_set()
+
+    def call_loop(self, callback: Callable[..., Any], *args: Any) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -425,14 +455,14 @@ class DncSource:
                 self.metrics.set_dnc_state("failed")
             self.metrics.dnc_current.set(0)
             if self._done is not None:
-                self._call_loop(self._finish, self._done)
+                self.call_loop(self._finish, self._done)
 
     def state_changed(self) -> None:
         """Readiness or the verdict changed (thread side)."""
         self.metrics.dnc_current.set(1 if self._follower.view.currency.current else 0)
         if self._follower.failure is None:
             self.metrics.set_dnc_state("ready" if self._follower.ready else "loading")
-        self._call_loop(self._sync_ready)
+        self.call_loop(self._sync_ready)
 
     def loaded(self, ready_at: float | None, records: int) -> None:
         """The table is ready for the first time: lay the bitmaps out packed (thread side)."""
@@ -461,7 +491,8 @@ class DncSource:
             if counts[reason]:
                 self.metrics.dnc_rejected.labels(reason=reason).inc(counts[reason])
         for letter in decoded.dead_letters:
-            self._reject(letter)
+            self.rejected += 1
+            self._letters.send(letter)
 
     def report(self, consumer: Consumer, positions: Mapping[int, int], current: bool) -> None:
         """Refresh the gauges (thread side; cached watermarks, no broker round trip)."""
@@ -473,20 +504,3 @@ class DncSource:
             low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
             lag += max(0, high - max(position, low))
         self.metrics.dnc_lag.set(lag)
-
-    def _reject(self, letter: DeadLetter) -> None:
-        self.rejected += 1
-        log.warning("DNC record %s[%d]@%d rejected (%s): %s", self.topic, letter.partition, letter.offset,
-                    letter.reason, letter.message)
-        record = letter.record
-        headers = getattr(record, "headers", lambda: None)()
-        fields = {
-            "key": record.key(), "value": record.value(), "headers": plain_headers(headers),
-            "topic": self.topic, "partition": letter.partition, "offset": letter.offset,
-            "stage": STAGE, "error_class": letter.error_class, "message": letter.message,
-        }
-        # Wait for a slot so a topic full of garbage cannot queue unbounded work on the loop.
-        while not self._dlq_slots.acquire(timeout=0.5):
-            if self._follower.stop.is_set():
-                return
-        self._call_loop(self._send_dead_letter, fields)

@@ -154,7 +154,7 @@ async def test_bad_records_block_or_go_to_the_dlq_and_bootstrap_continues(
         assert len(source) == 5
         assert source.rejected == 4
         async with asyncio.timeout(10):
-            while producer.in_flight or source._dlq_slots._value < 10_000:
+            while producer.in_flight or source._letters.slots._value < 10_000:
                 await asyncio.sleep(0.02)
     finally:
         await source.close()
