@@ -152,6 +152,7 @@ class _Follower(TopicFollower[TableOp]):
     def adopt(self, table: Any, seconds: float) -> None:
         with self._source.lock:
             self._source.table = table
+        self._source.restored = True
         self._source.metrics.dnc_restored.set(1)
         self._source.metrics.dnc_restore_duration.set(seconds)
 
@@ -295,6 +296,8 @@ class DncSource:
         #: Seconds from start to the first readiness (None until then), and records read so far.
         self.bootstrap_seconds: float | None = None
         self.bootstrap_records = 0
+        #: True when the table was started from a snapshot.
+        self.restored = False
         #: Counters since start: entries added, tombstones applied, records dead-lettered.
         self.added = 0
         self.removed = 0
@@ -465,9 +468,10 @@ class DncSource:
         self.call_loop(self._sync_ready)
 
     def loaded(self, ready_at: float | None, records: int) -> None:
-        """The table is ready for the first time: lay the bitmaps out packed (thread side)."""
+        """The table is ready for the first time: after a bulk load, lay the bitmaps out packed
+        (thread side; a restored snapshot is packed already)."""
         compact = getattr(self.table, "compact", None)  # a DncTableLike need not have it
-        if compact is not None:
+        if compact is not None and not self.restored:
             with self.lock:  # the table is briefly empty while it is rebuilt
                 compact(release_free_heap)
         release_free_heap()
