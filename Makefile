@@ -18,7 +18,7 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py connector/serde/_avro_flat.pyx connector/core/_record_checks.pyx
+$(STAMP): pyproject.toml setup.py connector/serde/_avro_flat.pyx connector/core/_record_checks.pyx connector/core/_dnc_scan.pyx
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

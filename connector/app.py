@@ -87,8 +87,6 @@ class App:
             register_secret(secret.get())
         self.supervisor = Supervisor(lambda: backoff(0.5, 30.0),
                                      on_restart=lambda name: self.metrics.task_restarts.labels(task=name).inc())
-        #: When the DNC table stopped being current (monotonic), or None while it is.
-        self._dnc_down_since: float | None = None
         self._exit_reason: str | None = None
         self._job_codec = AvroCodec("JobEvent")
         self._callback_codec = AvroCodec("CallbackResult")
@@ -101,10 +99,8 @@ class App:
             dnc_cfg.update(stats_cb=self._stats("dnc"), **{"statistics.interval.ms": interval})
         roles = {getattr(settings.topics, role): role for role in TOPIC_ROLES}
         self.producer = AsyncProducer(producer_cfg, metrics=self.metrics, topic_roles=roles)
-        self.dnc = DncSource(
-            dnc_cfg, settings.topics.dnc,
-            dead_letters=DeadLetterWriter(self.producer, settings.topics.dlq),
-            value_format=settings.kafka.value_format, metrics=self.metrics,
+        self.dnc = DncSource.from_settings(
+            settings, dnc_cfg, dead_letters=DeadLetterWriter(self.producer, settings.topics.dlq), metrics=self.metrics,
         )
         self.delivery = Delivery(
             settings,
@@ -156,12 +152,11 @@ class App:
         await self._call_lists().remove_dnc_records(group_id, numbers)
 
     def _dnc_check(self) -> tuple[bool, str]:
-        """The send gate's DNC condition: bootstrapped, and its thread alive."""
-        if self.dnc.failure is not None:
-            return False, f"the DNC materialiser stopped: {type(self.dnc.failure).__name__}"
-        if not self.dnc.ready:
-            return False, "the DNC table is not bootstrapped yet"
-        return True, "the DNC table is current"
+        """The send gate's DNC condition: the table is current (caught up, its thread alive,
+        every partition fetched within ``dnc.max_stall_s``)."""
+        currency = self.dnc.currency()
+        return currency.current, ("the DNC table is current" if currency.current
+                                  else f"the DNC table is not current: {currency.reason}")
 
     async def _check_at_send(self, batch: Batch) -> Batch | None:
         return await self.ingest.check_at_send(batch)
@@ -225,23 +220,22 @@ class App:
         self.metrics.send_gate_open.set(1 if health.gate[0] else 0)
 
     def _dnc_unavailable_too_long(self) -> bool:
-        current, _ = self._dnc_check()
-        if current or not self._dnc_started():
-            self._dnc_down_since = None
+        """True once the DNC table has not been current for ``dnc.max_unavailable_s``
+        (``dnc.bootstrap_timeout_s`` while it catches up: a cold bootstrap makes progress, and a
+        restart would only begin it again)."""
+        currency = self.dnc.currency()
+        since = currency.not_current_since
+        if currency.current or since is None:
             return False
-        now = time.monotonic()
-        if self._dnc_down_since is None:
-            self._dnc_down_since = now
-        limit = self.settings.dnc.max_unavailable_s
-        if now - self._dnc_down_since < limit:
+        dnc = self.settings.dnc
+        limit = dnc.max_unavailable_s
+        if currency.reason.startswith("catching up"):
+            limit = max(limit, dnc.bootstrap_timeout_s)
+        if time.monotonic() - since < limit:
             return False
         self._exit_reason = f"the DNC table has not been current for {limit:g}s"
-        log.error("stopping: %s (%s)", self._exit_reason, self._dnc_check()[1])
+        log.error("stopping: %s (%s)", self._exit_reason, currency.reason)
         return True
-
-    def _dnc_started(self) -> bool:
-        """The DNC table was ready once, or failed: a bootstrap still loading is not down."""
-        return self.dnc.ready or self.dnc.failure is not None
 
     # ------------------------------------------------------------------ lifecycle
 

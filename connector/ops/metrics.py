@@ -46,6 +46,27 @@ DNC table (subsystem ``dnc``)
         (from its last ``dnc sync``), computed at scrape time; ``+Inf`` for a configured list
         without a readable refresh record. Fed by
         :class:`connector.kafka.dnc_refreshes.DncRefreshReader`.
+    ``dnc_current``  Gauge ``cxone_connector_dnc_current``: 1 while the DNC table is current
+        (its thread alive, caught up, every partition fetched within ``dnc.max_stall_s``).
+    ``dnc_partitions``  Gauge ``cxone_connector_dnc_partitions``: partitions of the DNC topic
+        followed.
+    ``dnc_rejected``  Counter ``cxone_connector_dnc_records_rejected_total{reason}``; reason in
+        :data:`DNC_REJECT_REASONS` (a key naming no number, or ``unreadable``: a value that could
+        not be read, whose number is blocked under ``dnc.unreadable_list``).
+    ``dnc_snapshot_writes``  Counter ``cxone_connector_dnc_snapshot_writes_total{outcome}``;
+        outcome ``ok`` or ``error``.
+    ``dnc_snapshot_last_write``  Gauge
+        ``cxone_connector_dnc_snapshot_last_write_timestamp_seconds``: Unix time of the last
+        snapshot written.
+    ``dnc_snapshot_bytes``  Gauge ``cxone_connector_dnc_snapshot_size_bytes``.
+    ``dnc_snapshot_write_duration``  Gauge
+        ``cxone_connector_dnc_snapshot_write_duration_seconds``: how long the last write took.
+    ``dnc_restore_duration``  Gauge ``cxone_connector_dnc_snapshot_restore_duration_seconds``:
+        how long reading the snapshot took at start (0 when none was restored).
+    ``dnc_rebuilds``  Counter ``cxone_connector_dnc_rebuilds_total{reason}``: starts that
+        read the DNC topic from the beginning, and why (:data:`DNC_REBUILD_REASONS`).
+    ``dnc_restored``  Gauge ``cxone_connector_dnc_snapshot_restored``: 1 when the table was
+        started from a snapshot.
 
 Batches (subsystem ``batches``)
     ``batches_flushed``  Counter ``cxone_connector_batches_flushed_total{reason}``; reason in
@@ -147,7 +168,16 @@ MAX_DNC_LISTS = 20
 #: Where a dead-lettered record failed (the ``__connect.errors.stage`` header).
 DLQ_STAGES = ("decode", "normalise", "validate", "window", "submit", "job", "publish", "dnc")
 DNC_STATES = ("pending", "loading", "ready", "failed")
-DNC_UPDATE_OPS = ("upsert", "delete")
+DNC_UPDATE_OPS = ("upsert", "delete", "expire")
+#: Why a DNC record was rejected (``connector.core.dnc_records.REJECT_REASONS``).
+DNC_REJECT_REASONS = ("missing", "not_utf8", "bad_list", "not_a_number", "unreadable")
+#: Why the DNC table was read from the beginning (``connector.core.dnc_snapshot``): no
+#: snapshot (``none``, ``disabled``), or one that could not be trusted.
+DNC_REBUILD_REASONS = (
+    "disabled", "none", "unreadable", "truncated", "checksum", "format", "topic", "topic_id", "partitions",
+    "offset_past_end", "offset_before_start", "too_old", "unverifiable",
+)
+SNAPSHOT_OUTCOMES = ("ok", "error")
 FLUSH_REASONS = ("size", "bytes", "age", "shutdown")
 #: CXone calls of both profiles.
 CXONE_ENDPOINTS = (
@@ -321,6 +351,22 @@ class Metrics:
         self.dnc_lag = gauge("dnc", "lag", "Records behind the end of the DNC topic.", unit="messages")
         self.dnc_list_ages = DncListAgeCollector(max_lists=max_dnc_lists)
         r.register(self.dnc_list_ages)
+        self.dnc_current = gauge("dnc", "current", "1 while the DNC table is current, else 0.")
+        self.dnc_partitions = gauge("dnc", "partitions", "Partitions of the DNC topic followed.")
+        self.dnc_rejected = labelled_counter("dnc", "records_rejected", "DNC records rejected, by reason.",
+                                             {"reason": DNC_REJECT_REASONS})
+        self.dnc_snapshot_writes = labelled_counter("dnc", "snapshot_writes", "DNC table snapshots written.",
+                                                    {"outcome": SNAPSHOT_OUTCOMES})
+        self.dnc_snapshot_last_write = gauge("dnc", "snapshot_last_write_timestamp",
+                                             "Unix time of the last DNC snapshot written.", unit="seconds")
+        self.dnc_snapshot_bytes = gauge("dnc", "snapshot_size", "Size of the last DNC snapshot.", unit="bytes")
+        self.dnc_snapshot_write_duration = gauge("dnc", "snapshot_write_duration",
+                                                 "How long the last DNC snapshot write took.", unit="seconds")
+        self.dnc_restore_duration = gauge("dnc", "snapshot_restore_duration",
+                                          "How long restoring the DNC snapshot took at start.", unit="seconds")
+        self.dnc_rebuilds = labelled_counter("dnc", "rebuilds", "DNC table starts from the topic's beginning.",
+                                             {"reason": DNC_REBUILD_REASONS})
+        self.dnc_restored = gauge("dnc", "snapshot_restored", "1 when the DNC table started from a snapshot.")
         self.set_dnc_state("pending")
         # batches
         self.batches_flushed = labelled_counter("batches", "flushed", "Batches flushed, by reason.",

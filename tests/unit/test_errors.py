@@ -13,6 +13,8 @@ import pkgutil
 import pytest
 
 import connector
+from connector.core.dnc_materialiser import TopicChangedError
+from connector.core.dnc_snapshot import SnapshotError
 from connector.cxone.exceptions import (
     AuthError,
     ClientError,
@@ -34,7 +36,7 @@ DEFAULTS: dict[type[ConnectorError], bool] = {
     KafkaError: False, ProduceError: False, CommitError: False, ConsumeError: False, DncBootstrapError: False,
     CXoneError: False, TransportError: True, HTTPStatusError: False, RateLimitedError: True, ServerError: True,
     AuthError: False, ClientError: False, ProtocolError: False, DncRecordsError: False,
-    RetriesExhaustedError: False,
+    RetriesExhaustedError: False, TopicChangedError: False, SnapshotError: False,
 }
 
 
