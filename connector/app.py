@@ -223,6 +223,11 @@ class App:
         """True once the DNC table has not been current for ``dnc.max_unavailable_s``
         (``dnc.bootstrap_timeout_s`` while it catches up: a cold bootstrap makes progress, and a
         restart would only begin it again)."""
+        failure = self.dnc.failure
+        if failure is not None and not failure.retriable:  # its thread will not come back
+            self._exit_reason = f"the DNC materialiser stopped for good: {type(failure).__name__}"
+            log.error("stopping: %s (%s)", self._exit_reason, failure)
+            return True
         currency = self.dnc.currency()
         since = currency.not_current_since
         if currency.current or since is None:

@@ -45,6 +45,7 @@ from connector.core.dnc_materialiser import (
     OpT,
 )
 from connector.core.dnc_snapshot import SnapshotReader
+from connector.kafka.client_config import with_logger
 from connector.kafka.dnc_snapshots import SnapshotKeeper
 from connector.kafka.dnc_state import SnapshotStore, admin_config
 from connector.kafka.exceptions import DncBootstrapError, KafkaError, from_kafka_error, is_retriable
@@ -167,7 +168,7 @@ class TopicFollower(FollowerHooks[OpT]):
         :attr:`failure` (the table is then not current)."""
         consumer: Consumer | None = None
         try:
-            consumer = Consumer(self._config)
+            consumer = Consumer(with_logger(self._config))
             if self._start(consumer):
                 self._follow(consumer)
                 self._final_snapshot()
@@ -342,7 +343,7 @@ class TopicFollower(FollowerHooks[OpT]):
         # The consumer's own metadata request waits behind its fetch long-poll (up to
         # fetch.wait.max.ms): a client of its own answers at once.
         if self._admin is None:
-            self._admin = AdminClient(admin_config(self._config))
+            self._admin = AdminClient(with_logger(admin_config(self._config)))
         try:
             partitions = self._partitions(self._admin)
             known = set(self.core.positions())

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from connector.core.dnc_snapshot import TopicFacts
+from connector.kafka.client_config import with_logger
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def topic_facts(config: Mapping[str, Any], topic: str, marks: Mapping[int, tuple
     Never raises for the broker: a part that cannot be read is None (and a snapshot is then
     not trusted).
     """
-    client = AdminClient(admin_config(config))
+    client = AdminClient(with_logger(admin_config(config)))
     topic_id: str | None = None
     retention: int | None = None
     try:
