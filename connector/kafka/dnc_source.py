@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from connector.config import Settings
 from connector.core.dnc_materialiser import Currency, DeadLetter, Decoded
@@ -505,6 +505,9 @@ class DncSource:
         self.metrics.dnc_current.set(1 if current else 0)
         lag = 0
         for partition, position in positions.items():
-            low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
+            except KafkaException:
+                continue  # not known (yet, or any more): the gauge is a hint, the verdict is currency()
             lag += max(0, high - max(position, low))
         self.metrics.dnc_lag.set(lag)

@@ -333,6 +333,7 @@ async def test_a_topic_that_goes_away_makes_the_table_not_current(
         kafka_admin.delete_topics([topic])[topic].result(timeout=30)  # fetches now get error answers
         await wait_for(lambda: not source.currency().current, timeout=20)
         assert "no successful fetch" in source.currency().reason
+        assert source.failure is None  # waited for, not a crash
         assert source.lookup("+14155550200") == "national"  # nothing is unblocked meanwhile
         await wait_for(lambda: metrics.registry.get_sample_value("cxone_connector_dnc_current") == 0)
     finally:
