@@ -23,14 +23,9 @@ revoke complete. Lost partitions (``on_lost``) are dropped the same way but neve
 another member may own them already.
 
 Bounded hand-off: when ``max_pending_batches`` lists wait in the queue, the thread first
-*holds*: it stops calling ``consume()`` (librdkafka's prefetch queue, itself bounded, keeps
-what arrives) until the loop takes a list, for at most ``flow_hold_s``. Only a loop that
-stays behind longer than that gets the "flow pause": every assigned partition is paused
-(and the thread keeps polling, so rebalances and the poll interval are served) until the
-loop has taken half of them. Holding first matters for throughput: a pause drops the
-partitions' prefetched records and a resume fetches them again, a stall every time a
-busy loop falls a few lists behind. The flow pause is independent of the pauses the loop
-asks for (backpressure): a partition is paused while either wants it.
+*holds* (stops consuming, for at most ``flow_hold_s``), then pauses every partition until the
+loop has caught up; the pauses the loop asks for (backpressure) are kept apart. The
+decisions are :class:`connector.core.pausing.PausingManager`'s; the thread applies them.
 
 :attr:`ConsumerThread.last_poll` is the monotonic time of the last completed poll, for
 ``/healthz``. The optional ``stats_cb`` receives librdkafka's statistics JSON on the
@@ -52,6 +47,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as RdKafkaError
 
 from connector.core.models import TP
+from connector.core.pausing import PausingManager
 from connector.kafka.client_config import LIBRDKAFKA_LOGGER
 from connector.kafka.exceptions import CommitError, ConsumeError, KafkaError, from_kafka_error
 
@@ -133,9 +129,7 @@ class ConsumerThread:
         self._listener = listener
         self._batch_size = batch_size
         self._poll_timeout_s = poll_timeout_s
-        self._max_pending = max(1, max_pending_batches)
-        self._flow_hold_s = flow_hold_s
-        self._hold_since: float | None = None
+        self._pausing = PausingManager(max_pending_batches, flow_hold_s)
         self._taken = threading.Event()  # set by the loop whenever it takes a list
         self._revoke_timeout_s = revoke_timeout_s
 
@@ -153,10 +147,6 @@ class ConsumerThread:
         self._pending = 0
         # Thread-only state (read by the loop only as immutable snapshots).
         self._assignment: frozenset[TP] = frozenset()
-        self._user_paused: set[TP] = set()
-        self._paused_all = False
-        self._flow_paused = False
-        self._applied_paused: set[TP] = set()
         self._last_poll = 0.0
 
     # ------------------------------------------------------------------ loop side
@@ -174,7 +164,7 @@ class ConsumerThread:
     @property
     def paused(self) -> bool:
         """True while the loop asked for every partition to be paused."""
-        return self._paused_all
+        return self._pausing.paused_all
 
     @property
     def failure(self) -> KafkaError | None:
@@ -231,10 +221,7 @@ class ConsumerThread:
         chosen = None if tps is None else set(tps)
 
         def run(consumer: Consumer) -> None:
-            if chosen is None:
-                self._paused_all = True
-            else:
-                self._user_paused |= chosen
+            self._pausing.pause(chosen)
             self._apply_pauses(consumer)
 
         return self._submit(run)
@@ -248,11 +235,7 @@ class ConsumerThread:
         chosen = None if tps is None else set(tps)
 
         def run(consumer: Consumer) -> None:
-            if chosen is None:
-                self._paused_all = False
-                self._user_paused.clear()
-            else:
-                self._user_paused -= chosen
+            self._pausing.resume(chosen)
             self._apply_pauses(consumer)
 
         return self._submit(run)
@@ -484,18 +467,12 @@ class ConsumerThread:
             self._call_loop(self._deliver, good)
 
     def _hold(self) -> bool:
-        """Wait (without consuming) while the loop is ``max_pending_batches`` behind, for up to
-        ``flow_hold_s`` in a row; True while holding."""
+        """Wait (without consuming) while the loop is behind, as the pausing manager says;
+        True while holding."""
         with self._pending_lock:
             pending = self._pending
-        if pending < self._max_pending or self._flow_paused:
-            self._hold_since = None
+        if not self._pausing.hold(pending, time.monotonic()):
             return False
-        now = time.monotonic()
-        if self._hold_since is None:
-            self._hold_since = now
-        if now - self._hold_since >= self._flow_hold_s:
-            return False  # the loop stays behind: pause instead, and keep polling
         self._taken.clear()
         self._taken.wait(self._poll_timeout_s)
         self._last_poll = time.monotonic()  # alive: holding is this thread's work
@@ -504,25 +481,15 @@ class ConsumerThread:
     def _flow_control(self, consumer: Consumer) -> None:
         with self._pending_lock:
             pending = self._pending
-        if not self._flow_paused and pending >= self._max_pending:
-            self._flow_paused = True
-            self._apply_pauses(consumer)
-        elif self._flow_paused and pending <= self._max_pending // 2:
-            self._flow_paused = False
-            self._apply_pauses(consumer)
+        self._pausing.flow(pending)
+        self._apply_pauses(consumer)
 
     def _apply_pauses(self, consumer: Consumer) -> None:
-        if self._paused_all or self._flow_paused:
-            want = set(self._assignment)
-        else:
-            want = self._user_paused & self._assignment
-        to_pause = want - self._applied_paused
-        to_resume = (self._applied_paused - want) & self._assignment
+        to_pause, to_resume = self._pausing.changes()
         if to_pause:
-            consumer.pause([TopicPartition(t, p) for t, p in sorted(to_pause)])
+            consumer.pause([TopicPartition(t, p) for t, p in to_pause])
         if to_resume:
-            consumer.resume([TopicPartition(t, p) for t, p in sorted(to_resume)])
-        self._applied_paused = want
+            consumer.resume([TopicPartition(t, p) for t, p in to_resume])
 
     def _commit_now(self, consumer: Consumer, offsets: Mapping[TP, int]) -> dict[TP, int]:
         owned = {tp: off for tp, off in offsets.items() if tp in self._assignment}
@@ -556,6 +523,7 @@ class ConsumerThread:
         else:
             consumer.assign(partitions)
         self._assignment = (self._assignment | frozenset(tps)) if self._cooperative else frozenset(tps)
+        self._pausing.assign(self._assignment)
         log.info("assigned %d partition(s): %s", len(tps), _fmt(tps))
         self._apply_pauses(consumer)
         # Queued before any record of these partitions, so the loop learns of them first.
@@ -591,8 +559,7 @@ class ConsumerThread:
         except KafkaException as exc:
             log.warning("unassign failed: %s", exc)
         self._assignment = self._assignment - tps if self._cooperative else frozenset()
-        self._applied_paused &= self._assignment
-        self._user_paused &= self._assignment
+        self._pausing.assign(self._assignment)
 
 
 def _fmt(tps: Iterable[TP]) -> str:

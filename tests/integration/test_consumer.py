@@ -144,10 +144,10 @@ async def test_a_loop_that_stays_behind_gets_a_flow_pause_after_the_hold(kafka_b
                 await asyncio.sleep(0.02)
         polled = consumer.last_poll
         await asyncio.sleep(0.2)  # holding: no pause yet, but the thread is alive
-        assert not consumer._flow_paused
+        assert not consumer._pausing.flow_paused
         assert consumer.last_poll > polled
         async with asyncio.timeout(5):
-            while not consumer._flow_paused:  # held longer than flow_hold_s: paused, polling on
+            while not consumer._pausing.flow_paused:  # held longer than flow_hold_s: paused, polling on
                 await asyncio.sleep(0.05)
         messages = await collect(consumer, 12)
         assert [m.value() for m in messages] == [f"v{i}".encode() for i in range(12)]
