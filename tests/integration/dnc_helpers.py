@@ -56,7 +56,7 @@ def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 10.0) ->
     return out
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.02)

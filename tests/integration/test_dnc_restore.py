@@ -233,8 +233,14 @@ async def test_a_writer_killed_mid_write_leaves_the_previous_snapshot_usable(
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "writing"
-        await asyncio.sleep(0.2)
-        leftovers = list(tmp_path.glob(f".{path.name}.*.tmp"))
+        # the writer's buffer reaches the disk after a few chunks: wait for it (a loaded
+        # machine may take longer than a fixed sleep)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            leftovers = list(tmp_path.glob(f".{path.name}.*.tmp"))
+            if leftovers and leftovers[0].stat().st_size > 0:
+                break
+            await asyncio.sleep(0.05)
         assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0  # killed mid-write
         os.kill(child.pid, signal.SIGKILL)
     finally:

@@ -32,7 +32,7 @@ async def test_empty_topic_is_ready_at_once(kafka_bootstrap: str, topic_factory)
     assert not source.currency().current  # not started
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
         assert source.ready
         assert len(source) == 0
         assert source.bootstrap_seconds is not None and source.bootstrap_records == 0
@@ -67,7 +67,7 @@ async def test_bootstrap_applies_topic_in_order(kafka_bootstrap: str, topic_fact
     source = DncSource(config(kafka_bootstrap), topic, table, batch_size=50)
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
         assert source.bootstrap_records == len(records)
         assert len(source) == 299
         assert source.lookup(numbers[0]) is None
@@ -88,7 +88,7 @@ async def test_bootstrap_across_partitions_then_follows_live(kafka_bootstrap: st
     source = DncSource(config(kafka_bootstrap), topic, poll_timeout_s=0.05)
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
         assert len(source) == 30
         # Live: an addition and a tombstone become visible to the loop promptly.
         produce(kafka_bootstrap, topic, [(b"+14155550123", entry("late")), (b"+442079460005", None)])
@@ -119,7 +119,7 @@ async def test_transaction_markers_do_not_stall_bootstrap(kafka_bootstrap: str, 
     source = DncSource(config(kafka_bootstrap), topic)
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
         assert len(source) == 6
         assert source.lookup("+14155559999") is None  # aborted: never visible (read_committed)
     finally:
@@ -147,7 +147,7 @@ async def test_bad_records_block_or_go_to_the_dlq_and_bootstrap_continues(
                        metrics=metrics, unreadable_list="unreadable")
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
         assert source.lookup("+14155550101") == "ok"
         assert source.lookup("+14155550102") == "unreadable"
         assert source.lists_of("+14155550104") == ("unreadable",)
@@ -182,7 +182,7 @@ async def test_confluent_framed_values(kafka_bootstrap: str, topic_factory) -> N
     source = DncSource(config(kafka_bootstrap), topic, value_format="auto")
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
         assert source.lookup("+14155550100") == "framed"
         assert source.lookup("+14155550101") == "plain"
     finally:
@@ -235,7 +235,7 @@ async def test_lookup_is_safe_while_the_thread_writes(kafka_bootstrap: str, topi
     thread.start()
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
     finally:
         stop.set()
         thread.join()
@@ -252,7 +252,7 @@ async def test_a_number_on_two_lists_stays_blocked_after_one_tombstone(kafka_boo
     source = DncSource(config(kafka_bootstrap), topic, poll_timeout_s=0.05)
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
         assert source.lists_of(number) == ("crm-opt-out", "national")
         produce(kafka_bootstrap, topic, [(f"national/{number}".encode(), None)])  # the registry drops it
         await wait_for(lambda: source.lists_of(number) == ("crm-opt-out",))
@@ -282,7 +282,7 @@ async def test_a_thread_that_dies_makes_the_table_not_current(kafka_bootstrap: s
     source = DncSource(config(kafka_bootstrap), topic, table, poll_timeout_s=0.05)
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
         await wait_for(lambda: source.currency().current)
         table.armed = True
         produce(kafka_bootstrap, topic, [(b"national/+14155550181", entry("national"))])
@@ -325,7 +325,7 @@ async def test_a_topic_that_goes_away_makes_the_table_not_current(
                        poll_timeout_s=0.05, metrics=metrics)
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
         await wait_for(lambda: source.currency().current)
         await asyncio.sleep(6.0)  # idle partitions stay current: probes keep proving fetches
         assert source.currency().current
@@ -364,7 +364,7 @@ async def test_a_partition_added_while_running_is_read_from_0_and_holds_readines
     source = DncSource(config(kafka_bootstrap), topic, table, metadata_interval_s=0.3, poll_timeout_s=0.05)
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
         await wait_for(lambda: source.currency().current)
         kafka_admin.create_partitions([NewPartitions(topic, 2)])[topic].result(timeout=30)
         # written before the connector sees the partition: it must read it from offset 0
@@ -397,7 +397,7 @@ async def test_an_expired_entry_stops_blocking_while_another_list_still_blocks(
     source = DncSource(config(kafka_bootstrap), topic, poll_timeout_s=0.05, wall_clock=lambda: now[0])
     await source.start()
     try:
-        await source.wait_ready(timeout=10)
+        await source.wait_ready(timeout=30)
         assert source.lists_of(number) == ("national", "temporary")
         assert source.lookup(other) == "temporary"
         assert source.lookup("+14155550222") is None
